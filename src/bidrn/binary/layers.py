@@ -72,7 +72,7 @@ class BinaryLayer:
     """Mixin shared by the binary layers: quantizers, method extras and schedules.
 
     Subclasses are ``nn.Module`` s that define :meth:`_filters` (the weight as a (C_out, d) matrix),
-    :meth:`_unfilters` (its inverse), ``_channel_dim`` (where input channels sit) and ``_apply``
+    :meth:`_unfilters` (its inverse), ``_channel_dim`` (where input channels sit) and ``_real_valued_op``
     (the real-valued operation without bias).
     """
 
@@ -194,7 +194,7 @@ class BinaryLayer:
         )
 
     def _binary_forward(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
-        y = self._apply(self.quantize_input(x), self.quantized_weight(), **kwargs)
+        y = self._real_valued_op(self.quantize_input(x), self.quantized_weight(), **kwargs)
         if self.output_scale is not None:
             y = y * self._per_output_channel(self.output_scale, y)
         if self.bias is not None:
@@ -241,7 +241,7 @@ class BinaryConv2d(BinaryLayer, nn.Conv2d):
     def _unfilters(self, filters: torch.Tensor) -> torch.Tensor:
         return filters.reshape(self.weight.shape)
 
-    def _apply(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def _real_valued_op(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, weight, None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -294,7 +294,7 @@ class BinaryConvTranspose2d(BinaryLayer, nn.ConvTranspose2d):
         in_channels, out_channels, *kernel = self.weight.shape
         return filters.reshape(out_channels, in_channels, *kernel).transpose(0, 1)
 
-    def _apply(
+    def _real_valued_op(
         self, x: torch.Tensor, weight: torch.Tensor, output_size: list[int] | None = None
     ) -> torch.Tensor:
         output_padding = self._output_padding(
@@ -337,7 +337,7 @@ class BinaryLinear(BinaryLayer, nn.Linear):
     def _unfilters(self, filters: torch.Tensor) -> torch.Tensor:
         return filters
 
-    def _apply(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def _real_valued_op(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return F.linear(x, weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
