@@ -1,0 +1,409 @@
+"""Reading SMPL-X model files (``SMPLX_*.npz`` and legacy ``.pkl``) into validated numpy arrays.
+
+The official SMPL-X release stores one dictionary of arrays per model (keys and shapes in
+bodymodel-and-ecosystem.md §1.3). :func:`read_model_file` reads such a file without executing
+anything from it:
+
+* ``.npz`` archives are opened with ``allow_pickle=False``; only the keys the layer needs are read,
+  so the pickled ``joint2num`` / ``part2num`` entries of the official file are never touched.
+* ``.pkl`` files go through :class:`RestrictedUnpickler`, which resolves only numpy's array
+  reconstruction helpers and two inert placeholders: one for ``chumpy`` arrays (their ``x`` value is
+  kept, so chumpy itself is not needed) and one for ``scipy.sparse`` matrices (rebuilt as dense
+  arrays here from their index arrays, without scipy). Any other global — a function, a class from
+  any other module — stops the load with an error before it is called.
+
+Every problem is raised as :class:`bidrn.errors.InputFileError` with one line naming the file and the
+key. Missing *optional* keys get these defaults:
+
+* ``hands_componentsl/r`` → identity (45, 45) (PCA coefficients are then plain axis-angle values);
+* ``hands_meanl/r`` → zeros (45,) (``flat_hand_mean`` then makes no difference);
+* ``dynamic_lmk_faces_idx/bary_coords`` → absent; the layer then puts the 17 contour joints on the
+  jaw joint and reports ``has_face_contour = False``;
+* ``lhand_vertex_ids`` / ``rhand_vertex_ids`` / ``face_vertex_ids`` (bidrn's own extra keys, present
+  in the stand-in) → derived from the skinning weights (see :func:`part_vertex_ids_from_weights`).
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bidrn.body.joint_sets import NUM_SMPLX_SKELETON_JOINTS, SMPLX_PARENTS
+from bidrn.errors import InputFileError
+
+NUM_HAND_POSE = 45
+NUM_CONTOUR_ANGLES = 79
+NUM_CONTOUR_POINTS = 17
+
+REQUIRED_KEYS = (
+    "v_template",
+    "f",
+    "shapedirs",
+    "posedirs",
+    "J_regressor",
+    "weights",
+    "kintree_table",
+    "lmk_faces_idx",
+    "lmk_bary_coords",
+)
+OPTIONAL_KEYS = (
+    "hands_componentsl",
+    "hands_componentsr",
+    "hands_meanl",
+    "hands_meanr",
+    "dynamic_lmk_faces_idx",
+    "dynamic_lmk_bary_coords",
+    "lhand_vertex_ids",
+    "rhand_vertex_ids",
+    "face_vertex_ids",
+    "bidrn_metadata",
+)
+
+
+@dataclass(frozen=True)
+class BodyModelArrays:
+    """The validated contents of one SMPL-X model file (numpy arrays, file dtypes kept).
+
+    Shapes use V vertices, F triangles, J = 55 joints, S shape-space columns, L static landmarks.
+    ``shapedirs`` holds both the shape directions and the expression directions (columns 0:300 and
+    300:400 in the v1.1 layout, 0:10 and 10:20 in the v1.0 layout).
+    """
+
+    path: str
+    v_template: np.ndarray  # (V, 3)
+    faces: np.ndarray  # (F, 3) int64
+    shapedirs: np.ndarray  # (V, 3, S)
+    posedirs: np.ndarray  # (V, 3, 9 (J - 1))
+    J_regressor: np.ndarray  # (J, V) dense
+    weights: np.ndarray  # (V, J)
+    parents: np.ndarray  # (J,) int64, parents[0] == -1
+    hands_components_left: np.ndarray  # (K, 45)
+    hands_components_right: np.ndarray  # (K, 45)
+    hands_mean_left: np.ndarray  # (45,)
+    hands_mean_right: np.ndarray  # (45,)
+    lmk_faces_idx: np.ndarray  # (L,) int64
+    lmk_bary_coords: np.ndarray  # (L, 3)
+    dynamic_lmk_faces_idx: np.ndarray | None  # (79, 17) int64
+    dynamic_lmk_bary_coords: np.ndarray | None  # (79, 17, 3)
+    lhand_vertex_ids: np.ndarray  # (n,) int64
+    rhand_vertex_ids: np.ndarray  # (n,) int64
+    face_vertex_ids: np.ndarray  # (n,) int64
+    metadata: str  # free text (JSON for the stand-in), "" when absent
+
+    @property
+    def num_vertices(self) -> int:
+        """Number of mesh vertices V."""
+        return int(self.v_template.shape[0])
+
+
+# ----------------------------------------------------------------------------------------------
+# Restricted unpickling of legacy .pkl model files.
+# ----------------------------------------------------------------------------------------------
+
+
+class _ChumpyPlaceholder:
+    """Stands in for a pickled ``chumpy`` array; keeps only the plain value ``x`` of its state."""
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+
+class _SparsePlaceholder:
+    """Stands in for a pickled ``scipy.sparse`` matrix; keeps its state (index arrays, shape)."""
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+
+def _reconstruct_placeholder(cls: type, base: type, state: Any) -> object:
+    """Safe replacement for ``copyreg._reconstructor``: only builds bidrn's inert placeholders."""
+    if cls not in (_ChumpyPlaceholder, _SparsePlaceholder) or base is not object or state is not None:
+        raise pickle.UnpicklingError(f"refusing to reconstruct {getattr(cls, '__name__', cls)!r}")
+    return object.__new__(cls)
+
+
+_NUMPY_HELPERS = {
+    # (module suffix after "numpy.core." / "numpy._core.", name): what numpy pickles reference
+    ("multiarray", "_reconstruct"),
+    ("multiarray", "scalar"),
+    ("numeric", "_frombuffer"),
+}
+
+
+def _numpy_global(module: str, name: str) -> Any:
+    """Numpy's own array/dtype reconstruction helpers (for numpy 1.x and 2.x pickles), else None."""
+    if module == "numpy" and name in ("ndarray", "dtype"):
+        return getattr(np, name)
+    prefix, _, suffix = module.rpartition(".")
+    if prefix in ("numpy.core", "numpy._core") and (suffix, name) in _NUMPY_HELPERS:
+        import importlib
+
+        return getattr(importlib.import_module(f"numpy._core.{suffix}"), name)
+    return None
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that can rebuild numpy arrays and plain containers, and nothing else.
+
+    ``find_class`` answers only numpy's array and dtype reconstruction helpers, the placeholders for
+    chumpy arrays and scipy sparse matrices, and a safe ``copyreg._reconstructor``. Any other
+    global name raises :class:`pickle.UnpicklingError` before it can be called, so a pickle cannot
+    run code through this class.
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        """Resolve a global referenced by the pickle, refusing everything outside the allow-list."""
+        numpy_global = _numpy_global(module, name)
+        if numpy_global is not None:
+            return numpy_global
+        if module.split(".")[0] == "chumpy":
+            return _ChumpyPlaceholder
+        if module.startswith("scipy.sparse") and name.endswith(("_matrix", "_array")):
+            return _SparsePlaceholder
+        if (module, name) in (("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor")):
+            return _reconstruct_placeholder
+        if (module, name) in (("__builtin__", "object"), ("builtins", "object")):
+            return object
+        raise pickle.UnpicklingError(
+            f"it references {module}.{name}; only numpy arrays and plain containers are allowed"
+        )
+
+
+def _sparse_to_dense(state: Any, path: str, key: str) -> np.ndarray:
+    """Rebuild a CSC/CSR matrix from its pickled state, without scipy."""
+    if not isinstance(state, dict):
+        raise InputFileError(path, f"key '{key}': unreadable sparse matrix")
+    shape = state.get("_shape") or state.get("shape")
+    data, indices, indptr = (np.asarray(state.get(k)) for k in ("data", "indices", "indptr"))
+    fmt = state.get("format") or ("csc" if len(indptr) == shape[1] + 1 else "csr")
+    if fmt not in ("csc", "csr") or shape is None or data.dtype == object:
+        raise InputFileError(path, f"key '{key}': unsupported sparse matrix format {fmt!r}")
+    dense = np.zeros(shape, dtype=np.float64)
+    major = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+    rows, cols = (indices, major) if fmt == "csc" else (major, indices)
+    np.add.at(dense, (rows, cols), data)
+    return dense
+
+
+def _plain_value(value: Any, path: str, key: str) -> Any:
+    """Turn placeholders into arrays; leave arrays, numbers and strings as they are."""
+    if isinstance(value, _ChumpyPlaceholder):
+        state = value.state
+        if not isinstance(state, dict) or not isinstance(state.get("x"), np.ndarray):
+            raise InputFileError(path, f"key '{key}': chumpy object without a plain array value")
+        return state["x"]
+    if isinstance(value, _SparsePlaceholder):
+        return _sparse_to_dense(value.state, path, key)
+    return value
+
+
+def _read_pickle(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+        payload = RestrictedUnpickler(io.BytesIO(raw), encoding="latin1").load()
+    except pickle.UnpicklingError as exc:
+        raise InputFileError(path, f"refusing to unpickle: {_one_line(exc)}") from None
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
+        raise InputFileError(path, f"truncated or corrupt pickle ({_one_line(exc)})") from None
+    if not isinstance(payload, dict):
+        raise InputFileError(path, f"pickle holds a {type(payload).__name__}, expected a dict of arrays")
+    return {str(k): _plain_value(v, str(path), str(k)) for k, v in payload.items()}
+
+
+def _read_npz(path: Path) -> dict[str, Any]:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        raise InputFileError(path, f"not a readable .npz archive ({_one_line(exc)})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise InputFileError(path, "holds a single array, expected an .npz archive of named arrays")
+    values: dict[str, Any] = {}
+    with archive:
+        for key in (*REQUIRED_KEYS, *OPTIONAL_KEYS):
+            if key not in archive.files:
+                continue
+            try:
+                values[key] = archive[key]
+            except ValueError as exc:
+                if "allow_pickle" in str(exc):
+                    raise InputFileError(
+                        path, f"key '{key}' is a pickled object array; refusing to unpickle it"
+                    ) from None
+                raise InputFileError(
+                    path, f"key '{key}' is truncated or corrupt ({_one_line(exc)})"
+                ) from None
+            except (zipfile.BadZipFile, EOFError, OSError, KeyError, RuntimeError) as exc:
+                raise InputFileError(
+                    path, f"key '{key}' is truncated or corrupt ({_one_line(exc)})"
+                ) from None
+    return values
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation.
+# ----------------------------------------------------------------------------------------------
+
+
+def _array(values: dict[str, Any], key: str, path: str, ndim: int, kind: str = "f") -> np.ndarray:
+    if key not in values:
+        raise InputFileError(path, f"missing required key '{key}'")
+    value = values[key]
+    if not isinstance(value, np.ndarray):
+        raise InputFileError(path, f"key '{key}' is a {type(value).__name__}, expected a numpy array")
+    if value.dtype.kind not in ("f", "i", "u") or (kind == "i" and value.dtype.kind == "f"):
+        raise InputFileError(
+            path, f"key '{key}' has dtype {value.dtype}, expected {'integers' if kind == 'i' else 'numbers'}"
+        )
+    if value.ndim != ndim:
+        raise InputFileError(path, f"key '{key}' has shape {value.shape}, expected {ndim} dimensions")
+    if kind == "f" and not np.all(np.isfinite(value)):
+        raise InputFileError(path, f"key '{key}' contains NaN or infinite values")
+    return value
+
+
+def _expect_shape(value: np.ndarray, expected: tuple[int | None, ...], key: str, path: str) -> None:
+    if len(value.shape) != len(expected) or any(
+        e is not None and s != e for s, e in zip(value.shape, expected, strict=False)
+    ):
+        shown = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ")"
+        raise InputFileError(path, f"key '{key}' has shape {value.shape}, expected {shown}")
+
+
+def _index_array(value: np.ndarray, upper: int, key: str, path: str) -> np.ndarray:
+    if value.size and (value.min() < 0 or value.max() >= upper):
+        raise InputFileError(path, f"key '{key}' has indices outside [0, {upper})")
+    return value.astype(np.int64)
+
+
+def part_vertex_ids_from_weights(weights: np.ndarray, joints: tuple[int, ...]) -> np.ndarray:
+    """Vertices whose skinning weights on ``joints`` sum to more than one half (sorted indices).
+
+    The default hand and face vertex-id tables when a model file does not carry them: left hand =
+    left wrist and its fingers, right hand likewise, face = head, jaw and eyes.
+    """
+    return np.flatnonzero(weights[:, list(joints)].sum(axis=1) > 0.5).astype(np.int64)
+
+
+def _descendants(root: int) -> tuple[int, ...]:
+    out = [root]
+    for j, p in enumerate(SMPLX_PARENTS):
+        if p in out:
+            out.append(j)
+    return tuple(out)
+
+
+def validate_arrays(values: dict[str, Any], path: str) -> BodyModelArrays:
+    """Check keys, dtypes and shapes of a model file's dictionary and return its typed contents."""
+    J = NUM_SMPLX_SKELETON_JOINTS
+    v_template = _array(values, "v_template", path, 2)
+    _expect_shape(v_template, (None, 3), "v_template", path)
+    V = v_template.shape[0]
+    faces = _array(values, "f", path, 2, kind="i")
+    _expect_shape(faces, (None, 3), "f", path)
+    faces = _index_array(faces, V, "f", path)
+    shapedirs = _array(values, "shapedirs", path, 3)
+    _expect_shape(shapedirs, (V, 3, None), "shapedirs", path)
+    posedirs = _array(values, "posedirs", path, 3)
+    _expect_shape(posedirs, (V, 3, 9 * (J - 1)), "posedirs", path)
+    J_regressor = _array(values, "J_regressor", path, 2)
+    _expect_shape(J_regressor, (J, V), "J_regressor", path)
+    weights = _array(values, "weights", path, 2)
+    _expect_shape(weights, (V, J), "weights", path)
+    kintree = _array(values, "kintree_table", path, 2, kind="i")
+    _expect_shape(kintree, (2, J), "kintree_table", path)
+    parents = kintree[0].astype(np.int64)
+    parents[0] = -1  # the file stores 2**32 - 1 (or -1) for the root
+    if tuple(parents.tolist()) != SMPLX_PARENTS:
+        raise InputFileError(path, "key 'kintree_table' is not the SMPL-X kinematic tree")
+
+    lmk_faces_idx = _array(values, "lmk_faces_idx", path, 1, kind="i")
+    lmk_faces_idx = _index_array(lmk_faces_idx, faces.shape[0], "lmk_faces_idx", path)
+    lmk_bary = _array(values, "lmk_bary_coords", path, 2)
+    _expect_shape(lmk_bary, (lmk_faces_idx.shape[0], 3), "lmk_bary_coords", path)
+
+    hands = {}
+    for side in ("l", "r"):
+        key = f"hands_components{side}"
+        if key in values:
+            comps = _array(values, key, path, 2)
+            _expect_shape(comps, (None, NUM_HAND_POSE), key, path)
+        else:
+            comps = np.eye(NUM_HAND_POSE)
+        key = f"hands_mean{side}"
+        if key in values:
+            mean = _array(values, key, path, 1)
+            _expect_shape(mean, (NUM_HAND_POSE,), key, path)
+        else:
+            mean = np.zeros(NUM_HAND_POSE)
+        hands[side] = (comps, mean)
+
+    dyn_idx = dyn_bary = None
+    if "dynamic_lmk_faces_idx" in values or "dynamic_lmk_bary_coords" in values:
+        dyn_idx = _array(values, "dynamic_lmk_faces_idx", path, 2, kind="i")
+        _expect_shape(dyn_idx, (NUM_CONTOUR_ANGLES, NUM_CONTOUR_POINTS), "dynamic_lmk_faces_idx", path)
+        dyn_idx = _index_array(dyn_idx, faces.shape[0], "dynamic_lmk_faces_idx", path)
+        dyn_bary = _array(values, "dynamic_lmk_bary_coords", path, 3)
+        _expect_shape(dyn_bary, (NUM_CONTOUR_ANGLES, NUM_CONTOUR_POINTS, 3), "dynamic_lmk_bary_coords", path)
+
+    part_ids = {}
+    default_parts = {
+        "lhand_vertex_ids": _descendants(20),
+        "rhand_vertex_ids": _descendants(21),
+        "face_vertex_ids": _descendants(15),
+    }
+    for key, joints in default_parts.items():
+        if key in values:
+            ids = _array(values, key, path, 1, kind="i")
+            part_ids[key] = _index_array(ids, V, key, path)
+        else:
+            part_ids[key] = part_vertex_ids_from_weights(weights, joints)
+
+    metadata = values.get("bidrn_metadata", "")
+    metadata = str(metadata.item() if isinstance(metadata, np.ndarray) and metadata.ndim == 0 else metadata)
+
+    return BodyModelArrays(
+        path=path,
+        v_template=v_template,
+        faces=faces,
+        shapedirs=shapedirs,
+        posedirs=posedirs,
+        J_regressor=J_regressor,
+        weights=weights,
+        parents=parents,
+        hands_components_left=hands["l"][0],
+        hands_components_right=hands["r"][0],
+        hands_mean_left=hands["l"][1],
+        hands_mean_right=hands["r"][1],
+        lmk_faces_idx=lmk_faces_idx,
+        lmk_bary_coords=lmk_bary,
+        dynamic_lmk_faces_idx=dyn_idx,
+        dynamic_lmk_bary_coords=dyn_bary,
+        lhand_vertex_ids=part_ids["lhand_vertex_ids"],
+        rhand_vertex_ids=part_ids["rhand_vertex_ids"],
+        face_vertex_ids=part_ids["face_vertex_ids"],
+        metadata=metadata,
+    )
+
+
+def read_model_file(path: str | Path) -> BodyModelArrays:
+    """Read and validate an SMPL-X model file (``.npz`` or legacy ``.pkl``) without running its code."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "no such file (pass the path of SMPLX_NEUTRAL.npz or .pkl)")
+    if path.suffix.lower() == ".npz":
+        values = _read_npz(path)
+    elif path.suffix.lower() == ".pkl":
+        values = _read_pickle(path)
+    else:
+        raise InputFileError(path, "unknown model file type; expected .npz or .pkl")
+    return validate_arrays(values, str(path))
