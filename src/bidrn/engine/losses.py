@@ -1,0 +1,243 @@
+"""The whole-body training loss of Hand4Whole, which BiDRN keeps (architecture.md §6).
+
+Every term is an L1 distance multiplied by a validity mask and averaged over **all** of its
+elements (masked elements count as zeros in the mean, as in the released code); the weighted terms
+are summed (default weights 1). The terms, their inputs and masks:
+
+========================  =================================  ====================================
+term                      prediction (``WholeBodyOutput``)   target / mask (sample dict)
+========================  =================================  ====================================
+``smplx_pose``            root|body|lhand|rhand|jaw (159)    ``smplx_pose`` / ``smplx_pose_valid``
+``smplx_shape``           ``shape`` (10)                     ``smplx_shape`` / ``smplx_shape_valid``
+``smplx_expr``            ``expr`` (10)                      ``smplx_expr`` / ``smplx_expr_valid``
+``joint_cam``             ``joint_cam`` (137×3)              ``joint_cam`` / ``joint_valid``·``is_3D``
+``smplx_joint_cam``       ``joint_cam``                      ``smplx_joint_cam`` / ``smplx_joint_valid``
+``{l,r}hand_bbox``,       ``*_bbox_center`` + ``*_bbox_size``  ``*_bbox_center`` + ``*_bbox_size`` /
+``face_bbox``             (8×6 heatmap units)                ``*_bbox_valid``
+``joint_proj``            ``joint_proj`` (137×2)             ``joint_img[..., :2]`` / ``joint_trunc``
+``joint_img``             ``joint_img`` (65×3)               ``joint_img[:, :65]`` / ``joint_trunc``,
+                                                             z only where ``is_3D``
+``smplx_joint_img``       ``joint_img``                      ``smplx_joint_img[:, :65]`` /
+                                                             ``smplx_joint_trunc``
+========================  =================================  ====================================
+
+Before the image-space terms, the hand joints of ``joint_img``/``smplx_joint_img`` targets and of
+the projected joints are re-expressed in the **predicted, detached** hand crops (the
+``lhand_bbox``/``rhand_bbox`` outputs, xyxy in body-input pixels) so they live in the hand
+heatmap's 8×8 units, and their truncation flags drop joints outside the crop. The projected hand
+and face joints are then translated per sample by the mean offset to their targets over the valid
+joints (the projection loss is translation-invariant for hands and face).
+
+Masks may be given as ``(B, J)`` or ``(B, J, 1)``; per-sample flags as ``(B,)`` or ``(B, 1)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from bidrn.body import joint_sets
+
+_POSE_PARTS = ("root_pose", "body_pose", "lhand_pose", "rhand_pose", "jaw_pose")
+_BOX_PARTS = ("lhand", "rhand", "face")
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weight of each loss term; the paper (and Hand4Whole) use 1 for all of them."""
+
+    smplx_pose: float = 1.0
+    smplx_shape: float = 1.0
+    smplx_expr: float = 1.0
+    joint_cam: float = 1.0
+    smplx_joint_cam: float = 1.0
+    lhand_bbox: float = 1.0
+    rhand_bbox: float = 1.0
+    face_bbox: float = 1.0
+    joint_proj: float = 1.0
+    joint_img: float = 1.0
+    smplx_joint_img: float = 1.0
+
+    def as_dict(self) -> dict[str, float]:
+        """Term name -> weight."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class HeatmapGeometry:
+    """Resolutions that define the image-space units of the targets (architecture.md §2).
+
+    Attributes:
+        body_input_shape: (H, W) of the body backbone input, the pixel unit of predicted boxes.
+        body_heatmap_shape: (D, H, W) of the body heatmap, the unit of body joints and boxes.
+        hand_heatmap_shape: (D, H, W) of the hand heatmap, the unit of hand joints in their crop.
+    """
+
+    body_input_shape: tuple[int, int] = (256, 192)
+    body_heatmap_shape: tuple[int, int, int] = (8, 8, 6)
+    hand_heatmap_shape: tuple[int, int, int] = (8, 8, 8)
+
+
+def masked_l1(prediction: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean over all elements of ``|prediction - target| * valid`` (masked elements count as 0)."""
+    return ((prediction - target).abs() * valid).mean()
+
+
+def coordinate_l1(
+    prediction: torch.Tensor,
+    target: torch.Tensor,
+    valid: torch.Tensor,
+    is_3d: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """:func:`masked_l1` on ``(B, J, C)`` coordinates; with ``is_3d`` (B,), z counts only where it is 1."""
+    error = (prediction - target).abs() * valid
+    if is_3d is not None and prediction.shape[-1] == 3:
+        error = torch.cat([error[..., :2], error[..., 2:] * is_3d.reshape(-1, 1, 1)], dim=-1)
+    return error.mean()
+
+
+def _joint_mask(mask: torch.Tensor) -> torch.Tensor:
+    return mask.unsqueeze(-1) if mask.dim() == 2 else mask
+
+
+def _sample_flag(flag: Any, batch: int, like: torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(flag, dtype=like.dtype, device=like.device).reshape(batch)
+
+
+def boxes_to_hand_units(
+    coords: torch.Tensor, boxes: torch.Tensor, geometry: HeatmapGeometry
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Re-express body-heatmap coordinates in the hand heatmap of each crop box.
+
+    Args:
+        coords: ``(B, J, 2 or 3)`` x, y (and z) in body-heatmap units.
+        boxes: ``(B, 4)`` crop boxes, xyxy in body-input pixels (the model's detached boxes).
+        geometry: the resolutions that define both unit systems.
+
+    Returns:
+        ``(coords in hand-heatmap units, inside (B, J) bool)`` where ``inside`` marks x, y within
+        ``[0, W_hand) x [0, H_hand)``.
+    """
+    body_depth, body_height, body_width = geometry.body_heatmap_shape
+    hand_depth, hand_height, hand_width = geometry.hand_heatmap_shape
+    input_height, input_width = geometry.body_input_shape
+    x0 = boxes[:, None, 0] / input_width * body_width
+    y0 = boxes[:, None, 1] / input_height * body_height
+    width = (boxes[:, None, 2] - boxes[:, None, 0]) / input_width * body_width
+    height = (boxes[:, None, 3] - boxes[:, None, 1]) / input_height * body_height
+    x = (coords[..., 0] - x0) * (hand_width / width)
+    y = (coords[..., 1] - y0) * (hand_height / height)
+    columns = [x, y]
+    if coords.shape[-1] == 3:
+        columns.append(coords[..., 2] * (hand_depth / body_depth))
+    inside = (x >= 0) & (x < hand_width) & (y >= 0) & (y < hand_height)
+    return torch.stack(columns, dim=-1), inside
+
+
+def translation_aligned(prediction: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Shift each sample's ``prediction`` (B, J, 2) by its mean offset to ``target`` over valid joints.
+
+    Samples without any valid joint are left unchanged (offset 0), as in Hand4Whole.
+    """
+    weights = _joint_mask(valid).to(prediction.dtype)
+    count = weights.sum(dim=1)
+    offset = ((target - prediction) * weights).sum(dim=1) / count.clamp_min(1.0)
+    return prediction + offset[:, None, :]
+
+
+class WholeBodyLoss(nn.Module):
+    """Hand4Whole's loss terms (architecture.md §6), weighted by :class:`LossWeights`.
+
+    Calling it returns ``{term: weighted scalar}``; the training objective is their sum.
+    """
+
+    def __init__(self, weights: LossWeights | None = None, geometry: HeatmapGeometry | None = None) -> None:
+        super().__init__()
+        self.weights = weights or LossWeights()
+        self.geometry = geometry or HeatmapGeometry()
+
+    def forward(
+        self, output: Any, targets: Mapping[str, torch.Tensor], meta_info: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Compute every term with a non-zero weight.
+
+        Args:
+            output: a ``WholeBodyOutput`` (attribute access) with the fields listed in the module
+                docstring; it must have been produced with a body model attached.
+            targets: the batch's ``targets`` dict.
+            meta_info: the batch's ``meta_info`` dict.
+        """
+        weights = self.weights.as_dict()
+        joint_cam = output.joint_cam.float()
+        batch = joint_cam.shape[0]
+        is_3d = _sample_flag(meta_info["is_3D"], batch, joint_cam)
+        terms: dict[str, torch.Tensor] = {}
+
+        pose = torch.cat([getattr(output, name).float() for name in _POSE_PARTS], dim=1)
+        terms["smplx_pose"] = masked_l1(pose, targets["smplx_pose"], meta_info["smplx_pose_valid"])
+        for name in ("shape", "expr"):
+            valid = _sample_flag(meta_info[f"smplx_{name}_valid"], batch, joint_cam)[:, None]
+            terms[f"smplx_{name}"] = masked_l1(getattr(output, name).float(), targets[f"smplx_{name}"], valid)
+
+        joint_valid = _joint_mask(meta_info["joint_valid"]) * is_3d.reshape(-1, 1, 1)
+        terms["joint_cam"] = coordinate_l1(joint_cam, targets["joint_cam"], joint_valid)
+        terms["smplx_joint_cam"] = coordinate_l1(
+            joint_cam, targets["smplx_joint_cam"], _joint_mask(meta_info["smplx_joint_valid"])
+        )
+
+        for part in _BOX_PARTS:
+            valid = _sample_flag(meta_info[f"{part}_bbox_valid"], batch, joint_cam)[:, None]
+            terms[f"{part}_bbox"] = sum(
+                masked_l1(
+                    getattr(output, f"{part}_bbox_{kind}").float(), targets[f"{part}_bbox_{kind}"], valid
+                )
+                for kind in ("center", "size")
+            )
+
+        image_terms = self._image_space_terms(output, targets, meta_info, is_3d)
+        terms.update(image_terms)
+        return {name: value * weights[name] for name, value in terms.items() if weights[name] != 0}
+
+    def _image_space_terms(
+        self,
+        output: Any,
+        targets: Mapping[str, torch.Tensor],
+        meta_info: Mapping[str, torch.Tensor],
+        is_3d: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        hand_boxes = (
+            (joint_sets.LHAND_SLICE, output.lhand_bbox.detach().float()),
+            (joint_sets.RHAND_SLICE, output.rhand_bbox.detach().float()),
+        )
+        coords = {name: targets[name].clone() for name in ("joint_img", "smplx_joint_img")}
+        truncs = {
+            "joint_img": _joint_mask(meta_info["joint_trunc"]).clone().float(),
+            "smplx_joint_img": _joint_mask(meta_info["smplx_joint_trunc"]).clone().float(),
+        }
+        projected = output.joint_proj.float().clone()
+        for part, boxes in hand_boxes:
+            for name in coords:
+                in_crop, inside = boxes_to_hand_units(coords[name][:, part], boxes, self.geometry)
+                coords[name][:, part] = in_crop
+                truncs[name][:, part] = truncs[name][:, part] * inside.unsqueeze(-1)
+            projected[:, part], _ = boxes_to_hand_units(projected[:, part], boxes, self.geometry)
+        for part in (joint_sets.LHAND_SLICE, joint_sets.RHAND_SLICE, joint_sets.FACE_SLICE):
+            projected[:, part] = translation_aligned(
+                projected[:, part], coords["joint_img"][:, part, :2], truncs["joint_img"][:, part]
+            )
+
+        positions = slice(0, joint_sets.NUM_POS_JOINTS)
+        joint_img = output.joint_img.float()
+        return {
+            "joint_proj": coordinate_l1(projected, coords["joint_img"][..., :2], truncs["joint_img"]),
+            "joint_img": coordinate_l1(
+                joint_img, coords["joint_img"][:, positions], truncs["joint_img"][:, positions], is_3d
+            ),
+            "smplx_joint_img": coordinate_l1(
+                joint_img, coords["smplx_joint_img"][:, positions], truncs["smplx_joint_img"][:, positions]
+            ),
+        }
