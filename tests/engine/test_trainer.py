@@ -1,0 +1,157 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from bidrn.engine.checkpoint import load_checkpoint
+from bidrn.engine.distributed import DistributedContext
+from bidrn.engine.trainer import TrainConfig, Trainer
+from bidrn.engine.training_log import read_log
+from bidrn.errors import BidrnError
+from tests.engine.standins import TinyDataset, TinyModel, no_schedule, tiny_loss
+
+CPU = DistributedContext(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _trainer(tmp_path, name, seed_model=0, **overrides):
+    torch.manual_seed(seed_model)
+    settings = {
+        "epochs": 3,
+        "batch_size": 4,
+        "lr": 1e-2,
+        "lr_decay_epochs": (2,),
+        "log_every_steps": 1,
+        "progress_bar": False,
+        "tensorboard": False,
+        "seed": 7,
+    }
+    settings.update(overrides)
+    config = TrainConfig(**settings)
+    dataset = TinyDataset(22, augment=True)  # 5 steps per epoch, last 2 samples dropped
+    return Trainer(
+        TinyModel(dropout=0.3),
+        dataset,
+        tiny_loss,
+        config,
+        tmp_path / name,
+        model_info={"model": "tiny", "model_overrides": {}},
+        context=CPU,
+        epoch_hook=no_schedule,
+    )
+
+
+def test_learning_rate_policy_steps_down_at_milestones():
+    config = TrainConfig(lr=1e-4, lr_decay_epochs=(8, 12), lr_decay_factor=10)
+    assert [config.learning_rate(e) for e in (0, 7, 8, 11, 12, 13)] == pytest.approx(
+        [1e-4, 1e-4, 1e-5, 1e-5, 1e-6, 1e-6]
+    )
+
+
+def test_training_reduces_loss_and_writes_checkpoint(tmp_path):
+    trainer = _trainer(tmp_path, "run")
+    result = trainer.fit()
+    assert result.global_step == 15 and result.epochs_done == 3
+    records = read_log(tmp_path / "run" / "log.jsonl")
+    assert len(records) == 15
+    assert records[-1]["loss/total"] < records[0]["loss/total"]
+    assert records[0]["lr"] == pytest.approx(1e-2) and records[-1]["lr"] == pytest.approx(1e-3)
+    assert records[0]["throughput/images_per_s"] > 0
+    assert trainer.model.progress == [(0, 3), (1, 3), (2, 3)]
+    checkpoint = load_checkpoint(result.checkpoint)
+    assert checkpoint.model_name == "tiny"
+    assert checkpoint.info["epoch"] == 3 and checkpoint.info["global_step"] == 15
+    assert torch.equal(checkpoint.weights["head.weight"], trainer.model.head.weight.detach())
+    assert any(key.startswith("optimizer.") for key in checkpoint.state)
+    json.loads((tmp_path / "run" / "checkpoints" / "last.json").read_text())
+
+
+@pytest.mark.parametrize("interrupt_at", [3, 5, 12])
+def test_resume_reproduces_uninterrupted_run_exactly(tmp_path, interrupt_at):
+    reference = _trainer(tmp_path, "reference")
+    reference.fit()
+
+    first = _trainer(tmp_path, "interrupted", max_steps=interrupt_at)
+    first.fit()
+    assert first.global_step == interrupt_at
+    second = _trainer(tmp_path, "interrupted", seed_model=99)  # different init, overwritten by resume
+    second.resume(tmp_path / "interrupted" / "checkpoints" / "last")
+    second.fit()
+
+    for name, value in reference.model.state_dict().items():
+        assert torch.equal(value, second.model.state_dict()[name]), name
+    losses = [r["loss/total"] for r in read_log(tmp_path / "reference" / "log.jsonl")]
+    resumed = [r["loss/total"] for r in read_log(tmp_path / "interrupted" / "log.jsonl")]
+    assert resumed == losses
+    # The schedule hook saw the interrupted epoch again, then the rest.
+    assert second.model.progress[0] == (interrupt_at // 5, 3)
+
+
+def test_resume_from_weights_only_checkpoint_is_refused(tmp_path):
+    trainer = _trainer(tmp_path, "run", epochs=1)
+    trainer.fit()
+    (tmp_path / "run" / "checkpoints" / "last.state.safetensors").unlink()
+    with pytest.raises(BidrnError, match="weights only"):
+        _trainer(tmp_path, "other").resume(tmp_path / "run" / "checkpoints" / "last")
+
+
+def test_initialize_from_copies_matching_weights(tmp_path):
+    source = _trainer(tmp_path, "source", epochs=1)
+    source.fit()
+    target = _trainer(tmp_path, "target", seed_model=5)
+    missing, unexpected = target.initialize_from(tmp_path / "source" / "checkpoints" / "last.safetensors")
+    assert missing == [] and unexpected == []
+    assert torch.equal(target.model.conv.weight, source.model.conv.weight)
+
+
+def test_gradient_clipping_bounds_the_update(tmp_path):
+    clipped = _trainer(tmp_path, "clipped", max_steps=1, grad_clip_norm=1e-8, lr=1.0)
+    before = {k: v.clone() for k, v in clipped.model.state_dict().items()}
+    clipped.fit()
+    # Adam normalises the step, so clipping shows in the moments, not the step size.
+    moments = clipped.optimizer.state[clipped.model.head.weight]["exp_avg"]
+    assert moments.abs().max() <= 1e-9
+    assert not torch.equal(before["head.weight"], clipped.model.head.weight)
+
+
+def test_too_small_dataset_is_a_user_error(tmp_path):
+    with pytest.raises(BidrnError, match="fewer than one batch"):
+        _trainer(tmp_path, "run", batch_size=64)
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_hold_identical_weights(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=f"{REPO / 'src'}{os.pathsep}{REPO}")
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        str(REPO / "tests" / "engine" / "ddp_worker.py"), str(tmp_path),
+    ]  # fmt: skip
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    rank0 = load_file(str(tmp_path / "rank0.safetensors"))
+    rank1 = load_file(str(tmp_path / "rank1.safetensors"))
+    torch.manual_seed(0)
+    initial = TinyModel().state_dict()
+    for name in rank0:
+        assert torch.equal(rank0[name], rank1[name]), name
+    assert not torch.equal(rank0["head.weight"], initial["head.weight"])
+
+    # DDP averages gradients: one step on 2 x 2 samples equals one step on the same 4 samples.
+    torch.manual_seed(0)
+    single = Trainer(
+        TinyModel(),
+        TinyDataset(8),
+        tiny_loss,
+        TrainConfig(epochs=1, batch_size=4, lr=1e-2, max_steps=1, progress_bar=False, tensorboard=False),
+        tmp_path / "single",
+        context=CPU,
+        epoch_hook=no_schedule,
+    )
+    single.fit()
+    for name, value in single.model.state_dict().items():
+        assert torch.allclose(value, rank0[name], atol=1e-6), name
