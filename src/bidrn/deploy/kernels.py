@@ -1,0 +1,189 @@
+"""The compiled XOR-popcount kernels: loading, CPU dispatch and tensor-level calls.
+
+The extension ``bidrn.deploy._bitkernels`` is built by ``pip install`` when a C++ compiler is
+available (see setup.py). At import it picks the best kernel set this CPU supports:
+``avx512`` (VPOPCNTQ), ``avx2`` (VPSHUFB nibble popcount), ``popcnt`` (scalar POPCNT), ``neon``
+(AArch64) or ``generic`` (portable C++). :func:`set_isa` forces one, and ``"reference"`` selects
+the pure-torch path (:mod:`bidrn.deploy.reference`).
+
+Environment variables:
+
+* ``BIDRN_DISABLE_EXTENSION=1`` -- never load the extension (CI uses it to test the reference path);
+* ``BIDRN_ISA=<name>`` -- initial kernel set, as :func:`set_isa`.
+
+Without the extension every packed layer still works through the reference path, after a
+one-line warning.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import warnings
+from dataclasses import dataclass
+from types import ModuleType
+
+import torch
+from torch import Tensor
+
+from bidrn.deploy.packing import KernelWeights
+from bidrn.errors import BidrnError
+
+#: name of the pure-torch path in :func:`set_isa` / :func:`active_isa`
+REFERENCE = "reference"
+
+
+def _load_extension() -> tuple[ModuleType | None, str]:
+    if os.environ.get("BIDRN_DISABLE_EXTENSION", "") not in ("", "0"):
+        return None, "disabled by BIDRN_DISABLE_EXTENSION"
+    try:
+        return importlib.import_module("bidrn.deploy._bitkernels"), ""
+    except ImportError as error:
+        return None, f"not built ({error})"
+
+
+_extension, _unavailable_reason = _load_extension()
+_use_reference = _extension is None
+_warned = False
+
+
+def extension_available() -> bool:
+    """Whether the compiled kernels are loaded."""
+    return _extension is not None
+
+
+def supported_isas() -> tuple[str, ...]:
+    """Kernel sets usable here, fastest first; always ends with ``"reference"``."""
+    compiled = tuple(_extension.supported_isas()) if _extension is not None else ()
+    return (*compiled, REFERENCE)
+
+
+def active_isa() -> str:
+    """Name of the kernel set packed layers use now."""
+    return REFERENCE if _use_reference else _extension.get_isa()
+
+
+def set_isa(name: str) -> None:
+    """Select a kernel set: ``avx512``, ``avx2``, ``popcnt``, ``neon``, ``generic`` or ``reference``."""
+    global _use_reference
+    if name not in supported_isas():
+        raise BidrnError(f"instruction set {name!r} is not available here; choose one of {supported_isas()}")
+    _use_reference = name == REFERENCE
+    if not _use_reference:
+        _extension.set_isa(name)
+
+
+def use_compiled() -> bool:
+    """Whether packed layers should call the compiled kernels (warns once when they cannot)."""
+    global _warned
+    if _extension is None and not _warned and "BIDRN_DISABLE_EXTENSION" not in os.environ:
+        warnings.warn(
+            f"bidrn: compiled 1-bit kernels {_unavailable_reason}; using the slower pure-torch path",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        _warned = True
+    return not _use_reference
+
+
+@dataclass(frozen=True)
+class ConvPhase:
+    """One ordinary (correlation) convolution that the kernels run over the packed input.
+
+    A conv layer is one phase. A stride-s transposed conv is s·s phases, one per output
+    residue (sub-pixel decomposition), each a stride-1 conv with a sub-kernel whose outputs land
+    on every s-th output row and column starting at ``out_start``.
+    """
+
+    weights: KernelWeights
+    kernel_size: tuple[int, int]
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    offset: tuple[int, int]  # input coordinate of output (0, 0) at tap (0, 0), e.g. -padding
+    out_start: tuple[int, int] = (0, 0)
+    out_step: tuple[int, int] = (1, 1)
+
+    def out_size(self, out_h: int, out_w: int) -> tuple[int, int]:
+        """Number of output rows and columns this phase fills in a ``out_h x out_w`` output."""
+        rows = max(0, -(-(out_h - self.out_start[0]) // self.out_step[0]))
+        cols = max(0, -(-(out_w - self.out_start[1]) // self.out_step[1]))
+        return rows, cols
+
+    def input_margins(self, in_h: int, in_w: int, rows: int, cols: int) -> tuple[int, int, int, int]:
+        """Zero rows/columns (top, bottom, left, right) the packed input needs around it."""
+        first_h, first_w = self.offset
+        last_h = (rows - 1) * self.stride[0] + first_h + (self.kernel_size[0] - 1) * self.dilation[0]
+        last_w = (cols - 1) * self.stride[1] + first_w + (self.kernel_size[1] - 1) * self.dilation[1]
+        return max(0, -first_h), max(0, last_h - in_h + 1), max(0, -first_w), max(0, last_w - in_w + 1)
+
+
+def packed_conv(
+    x_nhwc: Tensor,
+    phases: list[ConvPhase],
+    out_h: int,
+    out_w: int,
+    out_channels: int,
+    multiplier: Tensor,
+    addend: Tensor,
+    threshold: Tensor | None = None,
+    input_scale: bool = False,
+) -> Tensor:
+    """Binary convolution of channels-last float32 input ``(N, H, W, C)`` -> ``(N, out_h, out_w, O)``.
+
+    ``out = (conv(sign bits of x, weight bits) * multiplier[o] * s[n]) + addend[o]`` where ``s[n]`` is
+    the mean of ``|x|`` over a sample when ``input_scale`` (XNOR-Net) and 1 otherwise;
+    ``multiplier`` and ``addend`` are float32 padded to the kernels' channel chunk.
+    """
+    if x_nhwc.dtype != torch.float32 or x_nhwc.device.type != "cpu" or not x_nhwc.is_contiguous():
+        raise ValueError("packed_conv needs a contiguous float32 CPU tensor (N, H, W, C)")
+    batch, in_h, in_w, channels = x_nhwc.shape
+    words = phases[0].weights.weights.shape[2]
+    padded = phases[0].weights.out_channels_padded
+    sizes = [phase.out_size(out_h, out_w) for phase in phases]
+    margins = [p.input_margins(in_h, in_w, r, c) for p, (r, c) in zip(phases, sizes, strict=True) if r and c]
+    top, bottom, left, right = (max((m[i] for m in margins), default=0) for i in range(4))
+    buf_h, buf_w = in_h + top + bottom, in_w + left + right
+    packed = torch.empty((batch, buf_h, buf_w, words), dtype=torch.int64)
+    out = torch.empty((batch, out_h, out_w, out_channels), dtype=torch.float32)
+    scale = torch.empty(batch, dtype=torch.float32) if input_scale else None
+    threads = torch.get_num_threads()
+    pack_dims = (batch, in_h, in_w, channels, buf_h, buf_w, top, left, words)
+    threshold_ptr = threshold.data_ptr() if threshold is not None else 0
+    scale_ptr = scale.data_ptr() if scale is not None else 0
+
+    def conv_dims(phase: ConvPhase, rows: int, cols: int) -> tuple[int, ...]:
+        return (
+            batch, in_h, in_w, buf_h, buf_w, top, left, words, channels,
+            *phase.kernel_size, *phase.stride, *phase.dilation, *phase.offset,
+            rows, cols, out_channels, padded,
+            out_h * out_w * out_channels,
+            phase.out_step[0] * out_w * out_channels,
+            phase.out_step[1] * out_channels,
+        )  # fmt: skip
+
+    def out_ptr(phase: ConvPhase) -> int:
+        first = (phase.out_start[0] * out_w + phase.out_start[1]) * out_channels
+        return out.data_ptr() + first * out.element_size()
+
+    operands = (multiplier.data_ptr(), addend.data_ptr())
+    if len(phases) == 1:
+        (phase,) = phases
+        _extension.pack_conv(
+            x_nhwc.data_ptr(), threshold_ptr, packed.data_ptr(), scale_ptr,
+            phase.weights.weights.data_ptr(), phase.weights.tap_sums.data_ptr(), *operands,
+            out_ptr(phase), pack_dims, conv_dims(phase, *sizes[0]), threads,
+        )  # fmt: skip
+        return out
+    _extension.pack(x_nhwc.data_ptr(), threshold_ptr, packed.data_ptr(), scale_ptr, pack_dims, threads)
+    for phase, (rows, cols) in zip(phases, sizes, strict=True):
+        if rows == 0 or cols == 0:
+            continue
+        if phase.kernel_size[0] * phase.kernel_size[1] == 0:  # no tap reaches these outputs
+            view = out[:, phase.out_start[0] :: phase.out_step[0], phase.out_start[1] :: phase.out_step[1]]
+            view.copy_(addend[:out_channels].expand_as(view))
+            continue
+        _extension.conv(
+            packed.data_ptr(), phase.weights.weights.data_ptr(), phase.weights.tap_sums.data_ptr(),
+            *operands, scale_ptr, out_ptr(phase), conv_dims(phase, rows, cols), threads,
+        )  # fmt: skip
+    return out
