@@ -36,8 +36,8 @@ def test_coordinate_l1_masks_depth_of_2d_samples():
 
 def test_boxes_to_hand_units_maps_box_onto_hand_heatmap():
     geometry = HeatmapGeometry()
-    # xyxy in 256x192 px = x 2..4, y 1..3 in 8x6 heatmap units; hand heatmap is 8 wide.
-    boxes = torch.tensor([[64.0, 32.0, 128.0, 96.0]])
+    # xyxy in 512x384 crop px = x 2..4, y 1..3 in 8x6 heatmap units; hand heatmap is 8 wide.
+    boxes = torch.tensor([[128.0, 64.0, 256.0, 192.0]])
     coords = torch.tensor([[[3.0, 2.0, 5.0], [2.0, 1.0, 0.0], [4.5, 2.0, 1.0]]])
     mapped, inside = boxes_to_hand_units(coords, boxes, geometry)
     assert torch.allclose(mapped[0, 0], torch.tensor([4.0, 4.0, 5.0]))
@@ -89,7 +89,7 @@ def _targets_and_meta():
 
 def _perfect_output(targets):
     pose = targets["smplx_pose"]
-    box = torch.tensor([[0.0, 0.0, 192.0, 256.0]]).repeat(B, 1)  # whole image: hands keep scale
+    box = torch.tensor([[0.0, 0.0, 384.0, 512.0]]).repeat(B, 1)  # whole image: hands keep scale
     fields = {
         "root_pose": pose[:, :3],
         "body_pose": pose[:, 3:66],

@@ -23,7 +23,7 @@ term                      prediction (``WholeBodyOutput``)   target / mask (samp
 
 Before the image-space terms, the hand joints of ``joint_img``/``smplx_joint_img`` targets and of
 the projected joints are re-expressed in the **predicted, detached** hand crops (the
-``lhand_bbox``/``rhand_bbox`` outputs, xyxy in body-input pixels) so they live in the hand
+``lhand_bbox``/``rhand_bbox`` outputs, xyxy in input-crop pixels) so they live in the hand
 heatmap's 8×8 units, and their truncation flags drop joints outside the crop. The projected hand
 and face joints are then translated per sample by the mean offset to their targets over the valid
 joints (the projection loss is translation-invariant for hands and face).
@@ -72,14 +72,30 @@ class HeatmapGeometry:
     """Resolutions that define the image-space units of the targets (architecture.md §2).
 
     Attributes:
-        body_input_shape: (H, W) of the body backbone input, the pixel unit of predicted boxes.
+        box_frame_shape: (H, W) of the image whose pixels the predicted crop boxes use: the model's
+            input crop (512×384 at paper size).
         body_heatmap_shape: (D, H, W) of the body heatmap, the unit of body joints and boxes.
         hand_heatmap_shape: (D, H, W) of the hand heatmap, the unit of hand joints in their crop.
     """
 
-    body_input_shape: tuple[int, int] = (256, 192)
+    box_frame_shape: tuple[int, int] = (512, 384)
     body_heatmap_shape: tuple[int, int, int] = (8, 8, 6)
     hand_heatmap_shape: tuple[int, int, int] = (8, 8, 8)
+
+    @classmethod
+    def of_model(cls, model: nn.Module) -> HeatmapGeometry:
+        """The geometry of a :class:`bidrn.nets.wholebody.WholeBodyNet` (paper defaults otherwise)."""
+        config = getattr(model, "config", None)
+        body_heatmap = getattr(model, "body_heatmap", None)
+        hand_heatmap = getattr(model, "hand_heatmap", None)
+        if config is None or body_heatmap is None or hand_heatmap is None:
+            return cls()
+        depth = config.heatmap_depth
+        return cls(
+            box_frame_shape=tuple(config.crop_input),
+            body_heatmap_shape=(depth, *body_heatmap),
+            hand_heatmap_shape=(depth, *hand_heatmap),
+        )
 
 
 def masked_l1(prediction: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -115,7 +131,7 @@ def boxes_to_hand_units(
 
     Args:
         coords: ``(B, J, 2 or 3)`` x, y (and z) in body-heatmap units.
-        boxes: ``(B, 4)`` crop boxes, xyxy in body-input pixels (the model's detached boxes).
+        boxes: ``(B, 4)`` crop boxes, xyxy in input-crop pixels (the model's detached boxes).
         geometry: the resolutions that define both unit systems.
 
     Returns:
@@ -124,7 +140,7 @@ def boxes_to_hand_units(
     """
     body_depth, body_height, body_width = geometry.body_heatmap_shape
     hand_depth, hand_height, hand_width = geometry.hand_heatmap_shape
-    input_height, input_width = geometry.body_input_shape
+    input_height, input_width = geometry.box_frame_shape
     x0 = boxes[:, None, 0] / input_width * body_width
     y0 = boxes[:, None, 1] / input_height * body_height
     width = (boxes[:, None, 2] - boxes[:, None, 0]) / input_width * body_width

@@ -27,6 +27,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from bidrn.body import joint_sets
+
 ArrayLike = TypeVar("ArrayLike", np.ndarray, torch.Tensor)
 
 #: Column names of Table 1 in the order the paper prints them.
@@ -242,3 +244,69 @@ def whole_body_errors(
         )
         / 2,
     }
+
+
+#: Skeleton rows (of SMPL-X's 55-joint regressor) used for alignment (architecture.md §8).
+SMPLX_PELVIS, SMPLX_NECK, SMPLX_LEFT_WRIST, SMPLX_RIGHT_WRIST = 0, 12, 20, 21
+
+
+def _extra_vertex(smplx_index: int) -> int:
+    return joint_sets.SMPLX_EXTRA_VERTEX_IDS[smplx_index - joint_sets.NUM_SMPLX_SKELETON_JOINTS]
+
+
+def body25_regressor(joint_regressor: torch.Tensor) -> torch.Tensor:
+    """``(25, V)`` regressor of the 25 body supervision joints from posed vertices.
+
+    Skeleton joints use their ``joint_regressor`` row; the vertex-picked joints (toes, heels, ears,
+    eyes, nose) are one-hot rows on their SMPL-X vertex, as the body model computes them.
+    """
+    rows = []
+    for index in joint_sets.BODY_TO_SMPLX:
+        if index < joint_sets.NUM_SMPLX_SKELETON_JOINTS:
+            rows.append(joint_regressor[index])
+        else:
+            row = torch.zeros_like(joint_regressor[0])
+            row[_extra_vertex(index)] = 1.0
+            rows.append(row)
+    return torch.stack(rows)
+
+
+def mesh_topology(body_model: torch.nn.Module, j14_regressor: torch.Tensor | None = None) -> MeshTopology:
+    """The :class:`MeshTopology` of an SMPL-X layer from :func:`bidrn.body.load_body_model`.
+
+    Args:
+        body_model: the layer; its ``J_regressor``, ``lhand_vertex_ids``, ``rhand_vertex_ids`` and
+            ``face_vertex_ids`` are read.
+        j14_regressor: optional ``(14, V)`` ``SMPLX_to_J14`` regressor for PA-MPJPE body. Without it
+            PA-MPJPE body uses the 25 body supervision joints (:func:`body25_regressor`), which is
+            *not* the paper's 14-joint protocol; the result records which one was used.
+    """
+    regressor = body_model.J_regressor.detach().to(torch.float64).cpu()
+    skeleton = joint_sets.NUM_SMPLX_SKELETON_JOINTS
+    left_fingers = range(joint_sets.SMPLX_LEFT_HAND_SLICE.start, joint_sets.SMPLX_LEFT_HAND_SLICE.stop)
+    right_fingers = range(joint_sets.SMPLX_RIGHT_HAND_SLICE.start, joint_sets.SMPLX_RIGHT_HAND_SLICE.stop)
+    # SMPL-X extra joints 66-70 / 71-75 are the left / right finger tips (vertex picks).
+    left_tips = [_extra_vertex(i) for i in range(skeleton + 11, skeleton + 16)]
+    right_tips = [_extra_vertex(i) for i in range(skeleton + 16, skeleton + 21)]
+
+    def ids(values: object) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(values), dtype=torch.long)
+
+    return MeshTopology(
+        joint_regressor=regressor,
+        pelvis=SMPLX_PELVIS,
+        left_wrist=SMPLX_LEFT_WRIST,
+        right_wrist=SMPLX_RIGHT_WRIST,
+        neck=SMPLX_NECK,
+        left_hand_vertices=ids(body_model.lhand_vertex_ids),
+        right_hand_vertices=ids(body_model.rhand_vertex_ids),
+        face_vertices=ids(body_model.face_vertex_ids),
+        left_hand_joints=ids([SMPLX_LEFT_WRIST, *left_fingers]),
+        right_hand_joints=ids([SMPLX_RIGHT_WRIST, *right_fingers]),
+        left_tip_vertices=ids(left_tips),
+        right_tip_vertices=ids(right_tips),
+        body_joint_regressor=(
+            body25_regressor(regressor) if j14_regressor is None else j14_regressor.to(torch.float64).cpu()
+        ),
+        body_joint_source="body25" if j14_regressor is None else "j14",
+    )

@@ -274,6 +274,8 @@ class Trainer:
     # -- training ---------------------------------------------------------------------------------
     def _loader(self) -> DataLoader:
         self.sampler.set_epoch(self.epoch)
+        if hasattr(self.dataset, "set_epoch"):  # per-epoch augmentation seeds (bidrn.data datasets)
+            self.dataset.set_epoch(self.epoch)
         self.sampler.skip_first(self.step_in_epoch * self.config.batch_size)
         # A dedicated generator keeps the loader from drawing its worker seed from the global RNG,
         # so creating a loader mid-epoch (after a resume) does not shift the global stream.

@@ -1,0 +1,152 @@
+"""Evaluate a whole-body model with the Table 1 metrics, in one process or under ``torchrun``.
+
+For every sample the predicted mesh is ``output.mesh_cam`` (the model must have a body model
+attached). The ground-truth mesh is the sample's ``targets["smplx_mesh_cam"]`` when the dataset
+provides one (EHF), otherwise it is built from the sample's SMPL-X parameters (``smplx_pose``,
+``smplx_shape``, ``smplx_expr``) with the same body model — what Hand4Whole does for AGORA and what
+the synthetic data allow. All Table 1 metrics align first (translation or Procrustes), so the
+missing global translation of such a mesh does not change any number.
+
+Under ``torchrun`` every rank evaluates the indices ``rank, rank + world, ...`` (no padding, so no
+sample counts twice) and rank 0 gathers the per-sample errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm import tqdm
+
+from bidrn.engine.distributed import DistributedContext, all_gather_objects, init_distributed
+from bidrn.engine.metrics import TABLE1_COLUMNS, MeshTopology, whole_body_errors
+from bidrn.engine.trainer import default_collate_to
+from bidrn.errors import BidrnError
+
+GT_MESH_KEY = "smplx_mesh_cam"
+
+
+@dataclass
+class EvaluationResult:
+    """Table 1 errors of one model on one dataset.
+
+    Attributes:
+        metrics: column name -> mean over samples, millimetres.
+        per_sample: column name -> per-sample errors in dataset order (millimetres).
+        count: number of samples evaluated.
+        body_joint_source: ``"j14"`` or ``"body25"`` (see :func:`bidrn.engine.metrics.mesh_topology`).
+    """
+
+    metrics: dict[str, float]
+    per_sample: dict[str, list[float]] = field(default_factory=dict)
+    count: int = 0
+    body_joint_source: str = "body25"
+
+
+def ground_truth_mesh(
+    targets: Mapping[str, torch.Tensor], meta_info: Mapping[str, torch.Tensor], body_model: nn.Module
+) -> torch.Tensor:
+    """The batch's ground-truth vertices (B, V, 3): given meshes, else SMPL-X of the GT parameters.
+
+    Raises:
+        BidrnError: when a sample has neither a mesh nor fully valid SMPL-X parameters.
+    """
+    if GT_MESH_KEY in targets:
+        return targets[GT_MESH_KEY]
+    if "smplx_pose" not in targets:
+        raise BidrnError(
+            "dataset gives neither ground-truth meshes nor SMPL-X parameters to evaluate against"
+        )
+    pose_valid = meta_info.get("smplx_pose_valid")
+    shape_valid = meta_info.get("smplx_shape_valid")
+    if (pose_valid is not None and not bool(torch.all(pose_valid > 0))) or (
+        shape_valid is not None and not bool(torch.all(shape_valid > 0))
+    ):
+        raise BidrnError(
+            "evaluation needs complete SMPL-X ground truth; some samples have invalid parameters"
+        )
+    pose = targets["smplx_pose"].float()
+    output = body_model(
+        global_orient=pose[:, 0:3],
+        body_pose=pose[:, 3:66],
+        left_hand_pose=pose[:, 66:111],
+        right_hand_pose=pose[:, 111:156],
+        jaw_pose=pose[:, 156:159],
+        betas=targets["smplx_shape"].float(),
+        expression=targets["smplx_expr"].float(),
+    )
+    return output.vertices
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    topology: MeshTopology,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    context: DistributedContext | None = None,
+    progress: bool = True,
+) -> EvaluationResult:
+    """Run ``model`` over ``dataset`` and compute every Table 1 column.
+
+    Args:
+        model: a whole-body model with a body model attached (``output.mesh_cam`` is read).
+        dataset: sample dicts with ``inputs.img`` and either ``targets.smplx_mesh_cam`` or SMPL-X targets.
+        topology: the body model's :class:`MeshTopology`.
+        batch_size: samples per forward pass and process.
+        num_workers: DataLoader workers.
+        context: distributed context (default: :func:`init_distributed`).
+        progress: show a progress bar on rank 0.
+
+    Returns:
+        The result on every rank (gathered from all ranks).
+    """
+    context = context or init_distributed()
+    model = model.to(context.device).eval()
+    body_model = getattr(model, "body_model", None)
+    if body_model is None:
+        raise BidrnError("the model has no body model attached; evaluation needs its meshes")
+    indices = list(range(context.rank, len(dataset), context.world_size))
+    loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, num_workers=num_workers)
+    errors: dict[str, list[float]] = {name: [] for name in TABLE1_COLUMNS}
+    for batch in tqdm(loader, disable=not (progress and context.is_main), unit="batch", desc="evaluate"):
+        batch = default_collate_to(batch, context.device)
+        output = model(batch["inputs"]["img"])
+        if output.mesh_cam is None:
+            raise BidrnError("the model returned no mesh; attach a body model before evaluating")
+        gt = ground_truth_mesh(batch["targets"], batch["meta_info"], body_model)
+        for name, values in whole_body_errors(output.mesh_cam.float(), gt.float(), topology).items():
+            errors[name].extend(values.cpu().tolist())
+    gathered = all_gather_objects((indices, errors), context)
+    order = np.argsort(
+        np.concatenate([np.asarray(rank_indices, dtype=np.int64) for rank_indices, _ in gathered])
+    )
+    per_sample = {
+        name: np.concatenate(
+            [np.asarray(rank_errors[name], dtype=np.float64) for _, rank_errors in gathered]
+        )[order].tolist()
+        for name in TABLE1_COLUMNS
+    }
+    count = len(per_sample[TABLE1_COLUMNS[0]])
+    if count == 0:
+        raise BidrnError("the evaluation dataset is empty")
+    metrics = {name: float(np.mean(values)) for name, values in per_sample.items()}
+    return EvaluationResult(
+        metrics=metrics, per_sample=per_sample, count=count, body_joint_source=topology.body_joint_source
+    )
+
+
+def result_document(result: EvaluationResult, **fields_: Any) -> dict[str, Any]:
+    """JSON-ready summary of a result (means, count, joint source) plus any extra ``fields_``."""
+    return {
+        **fields_,
+        **result.metrics,
+        "count": result.count,
+        "pa_mpjpe_body_joints": result.body_joint_source,
+    }
