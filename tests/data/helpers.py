@@ -72,3 +72,40 @@ def random_image(height: int = 240, width: int = 320, seed: int = 0) -> np.ndarr
     top = small[y0][:, x0] * (1 - wx) + small[y0][:, x1] * wx
     bottom = small[y1][:, x0] * (1 - wx) + small[y1][:, x1] * wx
     return (top * (1 - wy) + bottom * wy).astype(np.uint8)
+
+
+class RigidBody:
+    """A stand-in "body model" with SMPL-X's rigid behaviour: joints = R_root (X - J0) + J0 + transl.
+
+    J0 (the rest pelvis) moves with the shape, so camera-frame conversions that forget it fail.
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.rest = rng.normal(scale=0.3, size=(joint_sets.NUM_JOINTS, 3))
+
+    def __call__(self, betas=None, global_orient=None, transl=None, **_):
+        import torch
+
+        shape = np.zeros(10) if betas is None else betas[0].double().numpy()
+        rest = self.rest + np.array([0.05 * shape[0], 0.2 + 0.03 * shape[1], -0.02 * shape[2]])
+        root = rest[0]
+        orient = np.zeros(3) if global_orient is None else global_orient[0].double().numpy()
+        trans = np.zeros(3) if transl is None else transl[0].double().numpy()
+        posed = (rest - root) @ geometry.axis_angle_to_matrix(orient).T + root + trans
+        joints = torch.as_tensor(posed, dtype=torch.float32)[None]
+
+        class Output:
+            pass
+
+        out = Output()
+        out.joints = joints  # the pelvis is joint 0 in both sets here
+        out.supervision_joints = joints
+        return out
+
+
+def write_image(path: Path, height: int, width: int, seed: int = 0) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(random_image(height, width, seed)).save(path)

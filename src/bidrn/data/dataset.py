@@ -173,11 +173,17 @@ def attach_smplx_joints(record: PersonRecord, body_model: torch.nn.Module) -> Pe
             transl=t(params.trans),
         )
     joints = output.supervision_joints[0].double().numpy()
-    return replace(
-        record,
-        smplx_joints_3d=joints,
-        smplx_joints_2d=geometry.project(joints, record.focal, record.princpt),
-    )
+    joints_2d = geometry.project(joints, record.focal, record.princpt)
+    record = replace(record, smplx_joints_3d=joints, smplx_joints_2d=joints_2d)
+    if record.joints_from_smplx:
+        record = replace(
+            record,
+            joints_2d=joints_2d,
+            joints_2d_valid=record.smplx_joints_valid.copy(),
+            joints_3d=joints,
+            joints_3d_valid=record.smplx_joints_valid.copy(),
+        )
+    return record
 
 
 class RecordDataset(Dataset):

@@ -100,6 +100,8 @@ class PersonRecord:
         focal / princpt: intrinsics of the image ``(2,)`` each, pixels; ``None`` if unknown.
         lhand_box / rhand_box / face_box: ``xyxy`` pixels or ``None`` when not annotated.
         is_3d: whether ``joints_3d`` may supervise 3D coordinates.
+        joints_from_smplx: the dataset's joints *are* the SMPL-X joints (AGORA, synthetic data):
+            once a body model computes them they fill ``joints_*`` too.
         dataset: short dataset name; ``ann_id``: the annotation's id in its file.
     """
 
@@ -123,6 +125,7 @@ class PersonRecord:
     rhand_box: np.ndarray | None = None
     face_box: np.ndarray | None = None
     is_3d: bool = False
+    joints_from_smplx: bool = False
     dataset: str = ""
     ann_id: int | str = 0
 
