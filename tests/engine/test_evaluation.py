@@ -102,3 +102,20 @@ def test_incomplete_ground_truth_is_refused():
     meta = {"smplx_pose_valid": torch.zeros(1, 159)}
     with pytest.raises(BidrnError, match="complete SMPL-X"):
         ground_truth_mesh(targets, meta, _ToyBodyModel())
+
+
+class _MeshDataset(_Dataset):
+    """Samples without SMPL-X targets whose ground truth comes from ``gt_mesh`` (like EHF)."""
+
+    def __getitem__(self, index):
+        return {"inputs": {"img": torch.zeros(3, 4, 4)}, "targets": {}, "meta_info": {}}
+
+    def gt_mesh(self, index):
+        return (_ToyBodyModel().template + 0.5).numpy()
+
+
+def test_dataset_gt_mesh_method_supplies_ground_truth():
+    result = evaluate(
+        _ToyModel(bend=0.0), _MeshDataset(), _toy_topology(), batch_size=2, context=CPU, progress=False
+    )
+    assert result.metrics["mpvpe_all"] == pytest.approx(0.0, abs=1e-3)

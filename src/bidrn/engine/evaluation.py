@@ -2,7 +2,7 @@
 
 For every sample the predicted mesh is ``output.mesh_cam`` (the model must have a body model
 attached). The ground-truth mesh is the sample's ``targets["smplx_mesh_cam"]`` when the dataset
-provides one (EHF), otherwise it is built from the sample's SMPL-X parameters (``smplx_pose``,
+provides one, or ``dataset.gt_mesh(index)`` when the dataset has that method (EHF), otherwise it is built from the sample's SMPL-X parameters (``smplx_pose``,
 ``smplx_shape``, ``smplx_expr``) with the same body model — what Hand4Whole does for AGORA and what
 the synthetic data allow. All Table 1 metrics align first (translation or Procrustes), so the
 missing global translation of such a mesh does not change any number.
@@ -83,6 +83,21 @@ def ground_truth_mesh(
     return output.vertices
 
 
+class WithGroundTruthMesh(Dataset):
+    """Adds ``targets["smplx_mesh_cam"] = dataset.gt_mesh(index)`` to every sample of ``dataset``."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self.dataset[index]
+        mesh = torch.as_tensor(np.asarray(self.dataset.gt_mesh(index)), dtype=torch.float32)
+        return {**sample, "targets": {**sample.get("targets", {}), GT_MESH_KEY: mesh}}
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -112,6 +127,8 @@ def evaluate(
     body_model = getattr(model, "body_model", None)
     if body_model is None:
         raise BidrnError("the model has no body model attached; evaluation needs its meshes")
+    if hasattr(dataset, "gt_mesh"):
+        dataset = WithGroundTruthMesh(dataset)
     indices = list(range(context.rank, len(dataset), context.world_size))
     loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, num_workers=num_workers)
     errors: dict[str, list[float]] = {name: [] for name in TABLE1_COLUMNS}
