@@ -1,11 +1,12 @@
 """Evaluate a whole-body model with the Table 1 metrics, in one process or under ``torchrun``.
 
 For every sample the predicted mesh is ``output.mesh_cam`` (the model must have a body model
-attached). The ground-truth mesh is the sample's ``targets["smplx_mesh_cam"]`` when the dataset
-provides one, or ``dataset.gt_mesh(index)`` when the dataset has that method (EHF), otherwise it is built from the sample's SMPL-X parameters (``smplx_pose``,
-``smplx_shape``, ``smplx_expr``) with the same body model — what Hand4Whole does for AGORA and what
-the synthetic data allow. All Table 1 metrics align first (translation or Procrustes), so the
-missing global translation of such a mesh does not change any number.
+attached). The ground-truth mesh is, in order of preference: the sample's
+``targets["smplx_mesh_cam"]``; ``dataset.gt_mesh(index)`` when the dataset has that method (EHF);
+the body model applied to the sample's SMPL-X parameters (``smplx_pose``, ``smplx_shape``,
+``smplx_expr``) — what Hand4Whole does for AGORA and what the synthetic data allow. All Table 1
+metrics align first (translation or Procrustes), so the missing global translation of such a mesh
+does not change any number.
 
 Under ``torchrun`` every rank evaluates the indices ``rank, rank + world, ...`` (no padding, so no
 sample counts twice) and rank 0 gathers the per-sample errors.
