@@ -350,6 +350,7 @@ def test_ehf_boxes_and_ground_truth_mesh(tmp_path):
 
     np.testing.assert_allclose(data.gt_mesh(0), vertices @ EHF_MESH_ROTATION.T, atol=1e-5)
     sample = data[0]
+    np.testing.assert_allclose(sample["targets"]["smplx_mesh_cam"].numpy(), data.gt_mesh(0), atol=1e-6)
     assert float(sample["meta_info"]["joint_valid"].sum()) == 0.0
     assert float(sample["meta_info"]["face_bbox_valid"]) == 1.0
 

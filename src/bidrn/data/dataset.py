@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 from bidrn.data import geometry
 from bidrn.data.augment import NO_AUGMENTATION, AugmentationConfig
 from bidrn.data.sample import PersonRecord
-from bidrn.data.targets import InvalidSampleError, build_sample
+from bidrn.data.targets import PAPER_GEOMETRY, InvalidSampleError, TargetGeometry, build_sample
 from bidrn.errors import BidrnError, InputFileError
 
 LOGGER = logging.getLogger("bidrn.data")
@@ -51,6 +51,7 @@ class DataOptions:
         augmentation: training augmentation (default: none, i.e. evaluation).
         seed: base seed; sample ``i`` of epoch ``e`` uses ``default_rng([seed, e, i])``.
         max_skips: how many consecutive unreadable samples ``"skip"`` tolerates before raising.
+        target_geometry: crop size and heatmap grid of the targets (the paper's by default).
     """
 
     on_error: ErrorPolicy = "raise"
@@ -58,6 +59,7 @@ class DataOptions:
     augmentation: AugmentationConfig = field(default_factory=lambda: NO_AUGMENTATION)
     seed: int = 0
     max_skips: int = 16
+    target_geometry: TargetGeometry = PAPER_GEOMETRY
 
 
 class SampleReadError(BidrnError):
@@ -234,7 +236,8 @@ class RecordDataset(Dataset):
             try:
                 image = self.image_reader(record.image_path)
                 rng = np.random.default_rng([self.options.seed, self.epoch, index])
-                return build_sample(record, image, self.options.augmentation.sample(rng))
+                augmentation = self.options.augmentation.sample(rng)
+                return build_sample(record, image, augmentation, self.options.target_geometry)
             except (SampleReadError, InvalidSampleError) as error:
                 if self.options.on_error == "raise" or attempts >= self.options.max_skips:
                     raise

@@ -64,6 +64,33 @@ _PARTS = (
 )
 
 
+@dataclass(frozen=True)
+class TargetGeometry:
+    """Crop size and heatmap grid that define the target units (paper: 512x384 crops, 8x8x6).
+
+    Smaller models (tests, quick experiments) take a smaller crop; x/y targets are always
+    expressed on the body heatmap grid ``heatmap_shape`` (D, H, W).
+    """
+
+    crop_shape: tuple[int, int] = (geometry.CROP_HEIGHT, geometry.CROP_WIDTH)
+    heatmap_shape: tuple[int, int, int] = (HEATMAP_DEPTH, HEATMAP_HEIGHT, HEATMAP_WIDTH)
+
+    def to_heatmap_xy(self, points_px: np.ndarray) -> np.ndarray:
+        """Crop pixels -> heatmap x/y units."""
+        _, height, width = self.heatmap_shape
+        return points_px * np.array([width / self.crop_shape[1], height / self.crop_shape[0]])
+
+    def inside(self, joint_img: np.ndarray) -> np.ndarray:
+        """Whether each ``(x, y, z)`` lies inside the heatmap volume."""
+        depth, height, width = self.heatmap_shape
+        x, y, z = joint_img[:, 0], joint_img[:, 1], joint_img[:, 2]
+        return (x >= 0) & (x < width) & (y >= 0) & (y < height) & (z >= 0) & (z < depth)
+
+
+PAPER_GEOMETRY = TargetGeometry()
+"""512x384 crops and 8x8x6 body heatmaps (architecture.md §2)."""
+
+
 class InvalidSampleError(BidrnError):
     """A record that cannot give correct targets (e.g. its person box lies outside the image)."""
 
@@ -89,16 +116,20 @@ def compose_affine(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     )
 
 
-def plan_crop(record: PersonRecord, augmentation: Augmentation) -> CropResult:
+def plan_crop(
+    record: PersonRecord, augmentation: Augmentation, shape: TargetGeometry = PAPER_GEOMETRY
+) -> CropResult:
     """Prepared person box and crop affine of an (already mirrored, if flipping) record."""
     height, width = record.image_size
-    box = geometry.prepare_person_box(record.bbox, height, width)
+    box = geometry.sanitize_box(record.bbox, height, width)
+    if box is not None:
+        box = geometry.fit_box_aspect(box, aspect=shape.crop_shape[1] / shape.crop_shape[0])
     if box is None:
         raise InvalidSampleError(
             f"{record.image_path}: person box {np.round(record.bbox, 1).tolist()} of annotation "
             f"{record.ann_id} lies outside the {width}x{height} image"
         )
-    affine = geometry.crop_affine(box, augmentation.scale, augmentation.rotation_deg)
+    affine = geometry.crop_affine(box, augmentation.scale, augmentation.rotation_deg, *shape.crop_shape)
     return CropResult(box, affine, geometry.scene_rotation_for_crop(augmentation.rotation_deg))
 
 
@@ -115,10 +146,6 @@ def warp_image(image: np.ndarray, affine: np.ndarray, out_height: int, out_width
     return np.asarray(warped)
 
 
-def _to_heatmap_xy(points_px: np.ndarray) -> np.ndarray:
-    return points_px * np.array([HEATMAP_WIDTH / geometry.CROP_WIDTH, HEATMAP_HEIGHT / geometry.CROP_HEIGHT])
-
-
 def part_relative(joints_cam: np.ndarray) -> np.ndarray:
     """Body pelvis-relative, hands wrist-relative, face neck-relative (architecture.md §5)."""
     out = joints_cam.copy()
@@ -127,19 +154,13 @@ def part_relative(joints_cam: np.ndarray) -> np.ndarray:
     return out
 
 
-def depth_bins(joints_cam: np.ndarray) -> np.ndarray:
-    """Discretised depth ``(z_rel / (S/2) + 1) / 2 * 8`` per part (architecture.md §5)."""
+def depth_bins(joints_cam: np.ndarray, depth: int = HEATMAP_DEPTH) -> np.ndarray:
+    """Discretised depth ``(z_rel / (S/2) + 1) / 2 * D`` per part (architecture.md §5)."""
     z = np.zeros(len(joints_cam))
     for part, root, size in _PARTS:
         relative = joints_cam[part, 2] - joints_cam[root, 2]
-        z[part] = (relative / (size / 2.0) + 1.0) / 2.0 * HEATMAP_DEPTH
+        z[part] = (relative / (size / 2.0) + 1.0) / 2.0 * depth
     return z
-
-
-def inside_volume(joint_img: np.ndarray) -> np.ndarray:
-    """Whether each ``(x, y, z)`` lies inside the ``8x8x6`` heatmap volume."""
-    x, y, z = joint_img[:, 0], joint_img[:, 1], joint_img[:, 2]
-    return (x >= 0) & (x < HEATMAP_WIDTH) & (y >= 0) & (y < HEATMAP_HEIGHT) & (z >= 0) & (z < HEATMAP_DEPTH)
 
 
 def _joint_targets(
@@ -147,23 +168,26 @@ def _joint_targets(
     points_3d: np.ndarray | None,
     valid: np.ndarray,
     crop: CropResult,
+    shape: TargetGeometry,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(joint_img, joint_cam, trunc) for one joint source."""
     if points_2d is None:
         return np.zeros((NUM_JOINTS, 3)), np.zeros((NUM_JOINTS, 3)), np.zeros(NUM_JOINTS, dtype=bool)
-    xy = _to_heatmap_xy(geometry.apply_affine(crop.affine, points_2d))
+    xy = shape.to_heatmap_xy(geometry.apply_affine(crop.affine, points_2d))
     if points_3d is not None:
         rotated = points_3d @ crop.scene_rotation.T
-        z = depth_bins(rotated)
+        z = depth_bins(rotated, shape.heatmap_shape[0])
         cam = part_relative(rotated)
     else:
-        z = np.full(NUM_JOINTS, HEATMAP_DEPTH / 2.0)
+        z = np.full(NUM_JOINTS, shape.heatmap_shape[0] / 2.0)
         cam = np.zeros((NUM_JOINTS, 3))
     joint_img = np.concatenate([xy, z[:, None]], axis=1)
-    return joint_img, cam, valid & inside_volume(joint_img)
+    return joint_img, cam, valid & shape.inside(joint_img)
 
 
-def _box_targets(box_xyxy: np.ndarray | None, crop: CropResult) -> tuple[np.ndarray, np.ndarray, bool]:
+def _box_targets(
+    box_xyxy: np.ndarray | None, crop: CropResult, shape: TargetGeometry
+) -> tuple[np.ndarray, np.ndarray, bool]:
     """Centre, size (hm units) and validity of a hand or face box after the crop."""
     if (
         box_xyxy is None
@@ -173,10 +197,11 @@ def _box_targets(box_xyxy: np.ndarray | None, crop: CropResult) -> tuple[np.ndar
     ):
         return np.zeros(2), np.zeros(2), False
     moved = geometry.transform_box_xyxy(crop.affine, np.asarray(box_xyxy, dtype=np.float64))
-    corners = _to_heatmap_xy(moved.reshape(2, 2))
+    corners = shape.to_heatmap_xy(moved.reshape(2, 2))
     centre = corners.mean(axis=0)
     size = corners[1] - corners[0]
-    inside = 0 <= centre[0] < HEATMAP_WIDTH and 0 <= centre[1] < HEATMAP_HEIGHT
+    _, height, width = shape.heatmap_shape
+    inside = 0 <= centre[0] < width and 0 <= centre[1] < height
     return centre, size, bool(inside)
 
 
@@ -185,11 +210,15 @@ def _tensor(value: np.ndarray | float | bool) -> torch.Tensor:
 
 
 def build_sample(
-    record: PersonRecord, image: np.ndarray, augmentation: Augmentation = IDENTITY
+    record: PersonRecord,
+    image: np.ndarray,
+    augmentation: Augmentation = IDENTITY,
+    shape: TargetGeometry = PAPER_GEOMETRY,
 ) -> dict[str, dict[str, torch.Tensor]]:
     """Crop, augment and encode one person (see the module docstring for every key).
 
-    ``image`` is the record's full ``(H, W, 3)`` uint8 RGB image. Raises
+    ``image`` is the record's full ``(H, W, 3)`` uint8 RGB image; ``shape`` sets the crop size and
+    heatmap grid (the paper's by default). Raises
     :class:`InvalidSampleError` when the person box lies outside the image.
     """
     height, width = record.image_size
@@ -198,24 +227,24 @@ def build_sample(
             f"{record.image_path}: image is {image.shape[1]}x{image.shape[0]} but the annotation says "
             f"{width}x{height}"
         )
-    original_box = geometry.prepare_person_box(record.bbox, height, width)
+    original_box = plan_crop(record, IDENTITY, shape).box
     to_source = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     if augmentation.flip:
         record = record.mirrored()
         to_source = flip_affine(width)
-    crop = plan_crop(record, augmentation)
+    crop = plan_crop(record, augmentation, shape)
     img2bb = compose_affine(crop.affine, to_source)
 
-    crop_img = warp_image(image, img2bb, geometry.CROP_HEIGHT, geometry.CROP_WIDTH).astype(np.float32)
+    crop_img = warp_image(image, img2bb, *shape.crop_shape).astype(np.float32)
     crop_img = np.clip(crop_img * np.asarray(augmentation.colour, dtype=np.float32), 0.0, 255.0) / 255.0
 
     joint_img, joint_cam, joint_trunc = _joint_targets(
-        record.joints_2d, record.joints_3d, record.joints_2d_valid, crop
+        record.joints_2d, record.joints_3d, record.joints_2d_valid, crop, shape
     )
     if not record.is_3d or record.joints_3d is None:
         joint_cam = np.zeros_like(joint_cam)
     smplx_img, smplx_cam, smplx_trunc = _joint_targets(
-        record.smplx_joints_2d, record.smplx_joints_3d, record.smplx_joints_valid, crop
+        record.smplx_joints_2d, record.smplx_joints_3d, record.smplx_joints_valid, crop, shape
     )
     smplx_joint_valid = (
         record.smplx_joints_valid if record.smplx_joints_2d is not None else np.zeros(NUM_JOINTS, bool)
@@ -239,8 +268,8 @@ def build_sample(
         params = record.smplx
         pose = params.pose().copy()
         pose[:3] = geometry.rotate_axis_angle(crop.scene_rotation, pose[:3])
-        shape = params.shape if np.all(np.abs(params.shape) <= MAX_ABS_SHAPE) else np.zeros(10)
-        targets.update(smplx_pose=pose, smplx_shape=shape, smplx_expr=params.expr)
+        betas = params.shape if np.all(np.abs(params.shape) <= MAX_ABS_SHAPE) else np.zeros(10)
+        targets.update(smplx_pose=pose, smplx_shape=betas, smplx_expr=params.expr)
         meta.update(
             smplx_pose_valid=np.repeat(record.smplx_pose_valid, 3),
             smplx_shape_valid=float(record.smplx_shape_valid),
@@ -253,7 +282,7 @@ def build_sample(
         meta.update(smplx_pose_valid=np.zeros(3 * NUM_ROTATIONS), smplx_shape_valid=0.0, smplx_expr_valid=0.0)
 
     for part, box in (("lhand", record.lhand_box), ("rhand", record.rhand_box), ("face", record.face_box)):
-        centre, size, valid = _box_targets(box, crop)
+        centre, size, valid = _box_targets(box, crop, shape)
         targets[f"{part}_bbox_center"] = centre
         targets[f"{part}_bbox_size"] = size
         meta[f"{part}_bbox_valid"] = float(valid)

@@ -7,8 +7,9 @@ Layout under ``root`` (the ``EHF`` folder)::
     data/01_img.jpg      the images
     data/01_align.ply    ground-truth mesh of frame 01 (prefix before the first "_")
 
-Samples carry no joint targets; :meth:`EHF.gt_mesh` returns the ground-truth vertices rotated into
-the camera frame with the fixed rotation of architecture.md §8 (:data:`EHF_MESH_ROTATION`).
+Samples carry no joint targets but ``targets["smplx_mesh_cam"]``: :meth:`EHF.gt_mesh`, the
+ground-truth vertices rotated into the camera frame with the fixed rotation of architecture.md §8
+(:data:`EHF_MESH_ROTATION`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from bidrn.data import geometry
 from bidrn.data.dataset import DataOptions, Problems, RecordDataset, filter_records
@@ -120,3 +122,9 @@ class EHF(RecordDataset):
     def gt_mesh(self, index: int) -> np.ndarray:
         """Ground-truth vertices of sample ``index`` in the camera frame (metres)."""
         return read_ply_vertices(self.mesh_path(index)) @ EHF_MESH_ROTATION.T
+
+    def __getitem__(self, index: int) -> dict[str, dict[str, torch.Tensor]]:
+        """The sample plus ``targets["smplx_mesh_cam"]`` (V, 3), the ground-truth mesh for evaluation."""
+        sample = super().__getitem__(index)
+        sample["targets"]["smplx_mesh_cam"] = torch.as_tensor(self.gt_mesh(index), dtype=torch.float32)
+        return sample
