@@ -1,0 +1,137 @@
+"""Packed kernels == conv(sign(x), sign(w)) exactly, for every kernel set (hypothesis)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from bidrn.deploy.layers import PackedBinaryConv2d, PackedBinaryConvTranspose2d, PackedBinaryLinear
+from bidrn.deploy.packing import pack_weight
+
+SETTINGS = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+CHANNELS = st.sampled_from([1, 3, 8, 63, 64, 65, 130, 200])
+
+
+def signs(x):
+    return torch.where(x >= 0, 1.0, -1.0)
+
+
+def random_input(seed, shape, zero_fraction):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=generator)
+    x[torch.rand(shape, generator=generator) < zero_fraction] = 0.0  # exact zeros are +1
+    return x, generator
+
+
+def random_signs(generator, shape):
+    return torch.where(torch.rand(shape, generator=generator) < 0.5, -1.0, 1.0)
+
+
+def integer_layer(layer, weight_sign):
+    """Identity epilogue: the layer then returns the raw ±1 accumulator."""
+    layer.set_terms(
+        pack_weight(weight_sign), torch.ones(layer.out_channels), torch.zeros(layer.out_channels), None
+    )
+    return layer
+
+
+@SETTINGS
+@given(
+    batch=st.integers(1, 3),
+    in_channels=CHANNELS,
+    out_channels=st.integers(1, 70),
+    height=st.integers(1, 9),
+    width=st.integers(1, 9),
+    kernel=st.sampled_from([1, 2, 3, 5]),
+    stride=st.sampled_from([1, 2]),
+    padding=st.integers(0, 2),
+    dilation=st.sampled_from([1, 2]),
+    seed=st.integers(0, 2**16),
+)
+def test_conv2d_matches_sign_conv(
+    isa, batch, in_channels, out_channels, height, width, kernel, stride, padding, dilation, seed
+):
+    reach = dilation * (kernel - 1) + 1
+    assume(height + 2 * padding >= reach and width + 2 * padding >= reach)
+    x, generator = random_input(seed, (batch, in_channels, height, width), 0.2)
+    weight = random_signs(generator, (out_channels, in_channels, kernel, kernel))
+    layer = integer_layer(
+        PackedBinaryConv2d(in_channels, out_channels, kernel, stride, padding, dilation), weight
+    )
+    expected = F.conv2d(signs(x), weight, stride=stride, padding=padding, dilation=dilation)
+    assert torch.equal(layer(x), expected)
+
+
+@SETTINGS
+@given(
+    batch=st.integers(1, 2),
+    in_channels=CHANNELS,
+    out_channels=st.integers(1, 40),
+    height=st.integers(1, 7),
+    width=st.integers(1, 7),
+    kernel=st.sampled_from([1, 2, 3, 4]),
+    stride=st.sampled_from([1, 2, 3]),
+    padding=st.integers(0, 2),
+    output_padding=st.integers(0, 2),
+    seed=st.integers(0, 2**16),
+)
+def test_conv_transpose2d_matches_sign_conv_transpose(
+    isa, batch, in_channels, out_channels, height, width, kernel, stride, padding, output_padding, seed
+):
+    assume(output_padding < stride)
+    assume((min(height, width) - 1) * stride - 2 * padding + kernel + output_padding >= 1)
+    x, generator = random_input(seed, (batch, in_channels, height, width), 0.2)
+    weight = random_signs(generator, (in_channels, out_channels, kernel, kernel))
+    layer = PackedBinaryConvTranspose2d(in_channels, out_channels, kernel, stride, padding, output_padding)
+    layer = integer_layer(layer, weight.transpose(0, 1))
+    expected = F.conv_transpose2d(
+        signs(x), weight, stride=stride, padding=padding, output_padding=output_padding
+    )
+    assert torch.equal(layer(x), expected)
+
+
+@SETTINGS
+@given(
+    rows=st.integers(1, 9), in_features=CHANNELS, out_features=st.integers(1, 70), seed=st.integers(0, 2**16)
+)
+def test_linear_matches_sign_matmul(isa, rows, in_features, out_features, seed):
+    x, generator = random_input(seed, (rows, in_features), 0.2)
+    weight = random_signs(generator, (out_features, in_features))
+    layer = integer_layer(PackedBinaryLinear(in_features, out_features), weight)
+    assert torch.equal(layer(x), signs(x) @ weight.t())
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_epilogue_threshold_and_sample_scale(isa, threads):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x, generator = random_input(3, (3, 70, 6, 5), 0.1)
+        weight = random_signs(generator, (40, 70, 3, 3))
+        threshold = torch.randn(70, generator=generator) * 0.3
+        multiplier, addend = torch.rand(40, generator=generator) + 0.5, torch.randn(40, generator=generator)
+        for use_threshold, input_scale in ((True, False), (False, True)):
+            layer = PackedBinaryConv2d(70, 40, 3, 2, 1, input_scale=input_scale, has_threshold=use_threshold)
+            layer.set_terms(pack_weight(weight), multiplier, addend, threshold if use_threshold else None)
+            bits = signs(x - threshold.view(1, -1, 1, 1)) if use_threshold else signs(x)
+            expected = F.conv2d(bits, weight, stride=2, padding=1) * multiplier.view(1, -1, 1, 1)
+            if input_scale:
+                expected = expected * x.abs().mean(dim=(1, 2, 3), keepdim=True)
+            expected = expected + addend.view(1, -1, 1, 1)
+            torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-4)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_conv_output_is_channels_last_and_accepts_any_layout(isa):
+    x, generator = random_input(4, (2, 64, 5, 6), 0.0)
+    weight = random_signs(generator, (32, 64, 3, 3))
+    layer = integer_layer(PackedBinaryConv2d(64, 32, 3, padding=1), weight)
+    out = layer(x)
+    assert torch.equal(out, layer(x.contiguous(memory_format=torch.channels_last)))
+    assert torch.equal(out, layer(x[:, :, :, :].transpose(2, 3).contiguous().transpose(2, 3)))
+    if isa != "reference":
+        assert out.is_contiguous(memory_format=torch.channels_last)
