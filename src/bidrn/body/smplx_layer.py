@@ -93,6 +93,7 @@ class SMPLXLayer(nn.Module):
     * ``lhand_vertex_ids``, ``rhand_vertex_ids``, ``face_vertex_ids`` — int64 numpy arrays for
       part-wise metrics;
     * ``J_regressor`` — (55, V) buffer; ``num_betas``, ``num_expression_coeffs``, ``num_vertices``;
+    * ``has_pose_correctives`` — False when the file's pose-corrective blend shapes are all zero;
     * ``has_face_contour`` — False when the file had no dynamic-landmark table (the 17 contour
       joints then sit on the jaw joint);
     * ``source`` and ``metadata`` — the file path and its free-text metadata.
@@ -141,8 +142,11 @@ class SMPLXLayer(nn.Module):
         buffer("v_template", arrays.v_template)
         buffer("shapedirs", shapedirs)
         buffer("exprdirs", exprdirs)
-        num_pose_basis = arrays.posedirs.shape[-1]
-        buffer("posedirs", arrays.posedirs.reshape(-1, num_pose_basis).T)  # (486, V*3)
+        # Pose correctives; skipped entirely when the file's are all zero (as in the stand-in).
+        self.has_pose_correctives = bool(np.any(arrays.posedirs))
+        if self.has_pose_correctives:
+            num_pose_basis = arrays.posedirs.shape[-1]
+            buffer("posedirs", arrays.posedirs.reshape(-1, num_pose_basis).T)  # (486, V*3)
         buffer("J_regressor", arrays.J_regressor)
         buffer("lbs_weights", arrays.weights)
         buffer("faces_tensor", arrays.faces, integer=True)
@@ -245,9 +249,11 @@ class SMPLXLayer(nn.Module):
         rest_joints = torch.einsum("jv,bvc->bjc", self.J_regressor, v_shaped)
 
         rotations = axis_angle_to_matrix(full_pose)  # (B, 55, 3, 3)
-        eye = torch.eye(3, dtype=rotations.dtype, device=rotations.device)
-        pose_feature = (rotations[:, 1:] - eye).reshape(batch, -1)
-        v_posed = v_shaped + (pose_feature @ self.posedirs).reshape(batch, -1, 3)
+        v_posed = v_shaped
+        if self.has_pose_correctives:
+            eye = torch.eye(3, dtype=rotations.dtype, device=rotations.device)
+            pose_feature = (rotations[:, 1:] - eye).reshape(batch, -1)
+            v_posed = v_shaped + (pose_feature @ self.posedirs).reshape(batch, -1, 3)
 
         posed_joints, skinning = self._kinematic_chain(rotations, rest_joints)
         per_vertex = torch.einsum("vj,bjrc->bvrc", self.lbs_weights, skinning)

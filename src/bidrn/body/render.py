@@ -1,0 +1,358 @@
+"""Rendering meshes over images: an offscreen GL fast path and a numpy z-buffer fallback.
+
+Coordinates follow the OpenCV pinhole convention used by Hand4Whole (architecture.md §5): camera
+frame x right, y down, z forward (metres); a vertex projects to pixel
+``u = fx · X / Z + cx``, ``v = fy · Y / Z + cy`` with pixel centres at integer coordinates.
+``mesh_cam`` (vertices + cam_trans) from the network is already in this frame.
+
+Two interchangeable rasterisers produce the same silhouette and flat Lambert shading:
+
+* :class:`GLRasterizer` — moderngl on a headless EGL context (Mesa's llvmpipe works without a GPU);
+  used automatically when ``moderngl`` is installed (``pip install bidrn[render]``) and a context
+  can be made;
+* :class:`NumpyRasterizer` — a vectorised z-buffer in numpy, no extra dependency; the fallback.
+
+:func:`get_rasterizer` picks one (``"auto"``, ``"gl"`` or ``"numpy"``); :func:`render_overlay`
+draws a mesh over an image and :func:`render_side_view` shows the same mesh turned by 90° about
+its vertical axis, as whole-body demos do.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+
+LIGHT_DIRECTION = np.array([0.3, -0.4, -1.0]) / np.linalg.norm([0.3, -0.4, -1.0])
+"""Direction towards the light in camera coordinates (from slightly above, behind the camera)."""
+AMBIENT = 0.35
+DIFFUSE = 0.65
+DEFAULT_COLOR = (0.55, 0.7, 0.95)
+_NEAR = 0.01
+_FAR = 100.0
+
+
+@dataclass(frozen=True)
+class Intrinsics:
+    """Pinhole intrinsics in pixels (OpenCV convention) and the image size."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+
+@dataclass
+class Rendering:
+    """A rendered mesh: shaded colour (H, W, 3) float in [0, 1], coverage mask and depth (inf = empty)."""
+
+    color: np.ndarray
+    mask: np.ndarray
+    depth: np.ndarray
+
+
+class Rasterizer(Protocol):
+    """Anything that turns camera-frame triangles into a :class:`Rendering`."""
+
+    name: str
+
+    def render(
+        self,
+        vertices: np.ndarray,
+        faces: np.ndarray,
+        intrinsics: Intrinsics,
+        color: tuple[float, float, float],
+    ) -> Rendering:
+        """Rasterise ``vertices`` (V, 3, camera frame) and ``faces`` (F, 3) with flat shading."""
+        ...
+
+
+def face_shading(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Per-triangle Lambert factor ``AMBIENT + DIFFUSE · |n · l|`` (two-sided), shape (F,)."""
+    a, b, c = (vertices[faces[:, k]] for k in range(3))
+    normals = np.cross(b - a, c - a)
+    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+    return AMBIENT + DIFFUSE * np.abs(normals @ LIGHT_DIRECTION)
+
+
+def project(vertices: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
+    """Pixel coordinates (V, 2) of camera-frame points."""
+    z = np.maximum(vertices[:, 2], 1e-9)
+    return np.stack(
+        (
+            intrinsics.fx * vertices[:, 0] / z + intrinsics.cx,
+            intrinsics.fy * vertices[:, 1] / z + intrinsics.cy,
+        ),
+        axis=1,
+    )
+
+
+class NumpyRasterizer:
+    """Vectorised z-buffer rasteriser in numpy (exact visibility, pixel centres sampled).
+
+    Triangles are grouped by the size of their pixel bounding box; each group is rasterised at once
+    by testing every pixel of a ``size × size`` window per triangle, and the nearest sample per pixel
+    wins. Depth is interpolated with perspective-correct barycentrics (``1/Z`` linear on screen).
+    """
+
+    name = "numpy"
+
+    def render(
+        self,
+        vertices: np.ndarray,
+        faces: np.ndarray,
+        intrinsics: Intrinsics,
+        color: tuple[float, float, float] = DEFAULT_COLOR,
+    ) -> Rendering:
+        """Rasterise ``vertices`` (V, 3, camera frame) and ``faces`` (F, 3) with flat shading."""
+        W, H = intrinsics.width, intrinsics.height
+        vertices = np.asarray(vertices, dtype=np.float64)
+        faces = np.asarray(faces, dtype=np.int64)
+        keep = (vertices[faces, 2] > _NEAR).all(axis=1)
+        faces = faces[keep]
+        shade = face_shading(vertices, faces)
+        uv = project(vertices, intrinsics)
+        tri_uv = uv[faces]  # (F, 3, 2)
+        inv_z = 1.0 / vertices[faces, 2]  # (F, 3)
+        lo = np.clip(np.ceil(tri_uv.min(axis=1)), 0, [W, H]).astype(np.int64)
+        hi = np.clip(np.floor(tri_uv.max(axis=1)), -1, [W - 1, H - 1]).astype(np.int64)
+        extent = (hi - lo).max(axis=1) + 1
+        visible = (hi >= lo).all(axis=1)
+
+        pixel_chunks, depth_chunks, face_chunks = [], [], []
+        size = 1
+        while visible.any():
+            group = np.flatnonzero(visible & (extent <= size))
+            visible[group] = False
+            if group.size:
+                pix, depth, tri = self._raster_group(tri_uv[group], inv_z[group], lo[group], size, W, H)
+                pixel_chunks.append(pix)
+                depth_chunks.append(depth)
+                face_chunks.append(group[tri])
+            size *= 2
+
+        depth_map = np.full(H * W, np.inf)
+        color_map = np.zeros((H * W, 3))
+        if pixel_chunks:
+            pix = np.concatenate(pixel_chunks)
+            depth = np.concatenate(depth_chunks)
+            tri = np.concatenate(face_chunks)
+            order = np.lexsort((depth, pix))
+            first = np.ones(order.size, dtype=bool)
+            first[1:] = pix[order][1:] != pix[order][:-1]
+            winners = order[first]
+            depth_map[pix[winners]] = depth[winners]
+            color_map[pix[winners]] = shade[tri[winners], None] * np.asarray(color)
+        mask = np.isfinite(depth_map)
+        return Rendering(color_map.reshape(H, W, 3), mask.reshape(H, W), depth_map.reshape(H, W))
+
+    @staticmethod
+    def _raster_group(
+        tri_uv: np.ndarray, inv_z: np.ndarray, lo: np.ndarray, size: int, W: int, H: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Covered pixels (flat index), depths and triangle ids for triangles whose box fits ``size``."""
+        # Process in slices so the candidate arrays stay around a few million entries.
+        per_slice = max(1, 4_000_000 // (size * size))
+        out_pix, out_depth, out_tri = [], [], []
+        offsets = np.stack(np.meshgrid(np.arange(size), np.arange(size), indexing="xy"), axis=-1).reshape(
+            -1, 2
+        )
+        for start in range(0, len(tri_uv), per_slice):
+            t_uv = tri_uv[start : start + per_slice]
+            px = lo[start : start + per_slice, None, :] + offsets[None]  # (T, S², 2)
+            a, b, c = t_uv[:, 0, None], t_uv[:, 1, None], t_uv[:, 2, None]
+            e0, e1 = b - a, c - a
+            den = e0[..., 0] * e1[..., 1] - e1[..., 0] * e0[..., 1]
+            den = np.where(np.abs(den) < 1e-12, np.nan, den)
+            rel = px - a
+            l1 = (rel[..., 0] * e1[..., 1] - e1[..., 0] * rel[..., 1]) / den
+            l2 = (e0[..., 0] * rel[..., 1] - rel[..., 0] * e0[..., 1]) / den
+            l0 = 1.0 - l1 - l2
+            eps = -1e-9
+            inside = (l0 >= eps) & (l1 >= eps) & (l2 >= eps) & (px[..., 0] < W) & (px[..., 1] < H)
+            tri_idx, cand = np.nonzero(inside)
+            iz = inv_z[start : start + per_slice]
+            interp = l0[tri_idx, cand] * iz[tri_idx, 0] + l1[tri_idx, cand] * iz[tri_idx, 1]
+            interp += l2[tri_idx, cand] * iz[tri_idx, 2]
+            p = px[tri_idx, cand]
+            out_pix.append(p[:, 1] * W + p[:, 0])
+            out_depth.append(1.0 / interp)
+            out_tri.append(tri_idx + start)
+        return np.concatenate(out_pix), np.concatenate(out_depth), np.concatenate(out_tri)
+
+
+_VERTEX_SHADER = """
+#version 330
+uniform vec4 intrinsics;   // fx, fy, cx, cy
+uniform vec2 size;         // width, height
+uniform vec2 near_far;
+in vec3 in_position;       // camera frame, OpenCV axes
+in float in_shade;
+out float shade;
+void main() {
+    float z = in_position.z;
+    float u = intrinsics.x * in_position.x / z + intrinsics.z;
+    float v = intrinsics.y * in_position.y / z + intrinsics.w;
+    float x_ndc = 2.0 * (u + 0.5) / size.x - 1.0;
+    float y_ndc = 1.0 - 2.0 * (v + 0.5) / size.y;
+    float z_ndc = 2.0 * (z - near_far.x) / (near_far.y - near_far.x) - 1.0;
+    gl_Position = vec4(x_ndc * z, y_ndc * z, z_ndc * z, z);
+    shade = in_shade;
+}
+"""
+
+_FRAGMENT_SHADER = """
+#version 330
+uniform vec3 base_color;
+in float shade;
+out vec4 frag_color;
+void main() {
+    frag_color = vec4(base_color * shade, 1.0);
+}
+"""
+
+
+class GLRasterizer:
+    """Offscreen OpenGL rasteriser through moderngl and EGL (works headless with Mesa's llvmpipe)."""
+
+    name = "gl"
+
+    def __init__(self) -> None:
+        import moderngl
+
+        self._moderngl = moderngl
+        self.ctx = moderngl.create_standalone_context(backend="egl")
+        self.program = self.ctx.program(vertex_shader=_VERTEX_SHADER, fragment_shader=_FRAGMENT_SHADER)
+
+    def render(
+        self,
+        vertices: np.ndarray,
+        faces: np.ndarray,
+        intrinsics: Intrinsics,
+        color: tuple[float, float, float] = DEFAULT_COLOR,
+    ) -> Rendering:
+        """Rasterise ``vertices`` (V, 3, camera frame) and ``faces`` (F, 3) with flat shading."""
+        mgl = self._moderngl
+        W, H = intrinsics.width, intrinsics.height
+        vertices = np.asarray(vertices, dtype=np.float64)
+        faces = np.asarray(faces, dtype=np.int64)
+        faces = faces[(vertices[faces, 2] > _NEAR).all(axis=1)]
+        shade = face_shading(vertices, faces)
+        data = np.concatenate((vertices[faces].reshape(-1, 3), np.repeat(shade, 3)[:, None]), axis=1).astype(
+            "f4"
+        )
+        self.program["intrinsics"].value = (intrinsics.fx, intrinsics.fy, intrinsics.cx, intrinsics.cy)
+        self.program["size"].value = (W, H)
+        self.program["near_far"].value = (_NEAR, _FAR)
+        self.program["base_color"].value = tuple(float(c) for c in color)
+        vbo = self.ctx.buffer(data.tobytes())
+        vao = self.ctx.vertex_array(self.program, [(vbo, "3f 1f", "in_position", "in_shade")])
+        color_rb = self.ctx.renderbuffer((W, H), components=4, dtype="f4")
+        depth_rb = self.ctx.depth_renderbuffer((W, H))
+        fbo = self.ctx.framebuffer(color_attachments=[color_rb], depth_attachment=depth_rb)
+        try:
+            fbo.use()
+            self.ctx.enable(mgl.DEPTH_TEST)
+            self.ctx.disable(mgl.CULL_FACE)
+            fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+            vao.render(mgl.TRIANGLES)
+            rgba = np.frombuffer(fbo.read(components=4, dtype="f4"), dtype="f4").reshape(H, W, 4)[::-1]
+            depth_ndc = np.frombuffer(fbo.read(components=1, attachment=-1, dtype="f4"), dtype="f4").reshape(
+                H, W
+            )[::-1]
+        finally:
+            for obj in (vao, vbo, fbo, color_rb, depth_rb):
+                obj.release()
+        mask = rgba[..., 3] > 0.5
+        depth = np.where(mask, _NEAR + depth_ndc.astype(np.float64) * (_FAR - _NEAR), np.inf)
+        return Rendering(rgba[..., :3].astype(np.float64), mask, depth)
+
+
+@functools.lru_cache(maxsize=1)
+def _gl_rasterizer() -> GLRasterizer | None:
+    try:
+        return GLRasterizer()
+    except Exception:  # any missing library / driver / display problem means "no GL here"
+        return None
+
+
+def gl_available() -> bool:
+    """Whether an offscreen GL context can be made here (moderngl installed, EGL driver present)."""
+    return _gl_rasterizer() is not None
+
+
+def get_rasterizer(backend: Literal["auto", "gl", "numpy"] = "auto") -> Rasterizer:
+    """The rasteriser for ``backend``; ``"auto"`` prefers GL and falls back to numpy silently."""
+    if backend == "numpy":
+        return NumpyRasterizer()
+    gl = _gl_rasterizer()
+    if gl is not None:
+        return gl
+    if backend == "gl":
+        raise RuntimeError("no offscreen GL context: install moderngl (pip install 'bidrn[render]') and EGL")
+    return NumpyRasterizer()
+
+
+def composite(image: np.ndarray, rendering: Rendering, alpha: float = 0.8) -> np.ndarray:
+    """Blend a rendering over an image (H, W, 3) uint8 or float in [0, 1]; returns uint8."""
+    base = np.asarray(image)
+    base = base.astype(np.float64) / 255.0 if base.dtype == np.uint8 else base.astype(np.float64)
+    if base.ndim == 2:
+        base = np.repeat(base[..., None], 3, axis=2)
+    weight = alpha * rendering.mask[..., None]
+    out = (1.0 - weight) * base[..., :3] + weight * rendering.color
+    return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
+
+
+def render_overlay(
+    image: np.ndarray,
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    focal: tuple[float, float],
+    princpt: tuple[float, float],
+    *,
+    color: tuple[float, float, float] = DEFAULT_COLOR,
+    alpha: float = 0.8,
+    backend: Literal["auto", "gl", "numpy"] = "auto",
+) -> np.ndarray:
+    """Draw a camera-frame mesh over ``image`` with intrinsics ``focal`` = (fx, fy), ``princpt`` = (cx, cy).
+
+    ``vertices`` (V, 3) in metres, e.g. Hand4Whole's ``mesh_cam`` after rescaling the virtual camera
+    to the image (architecture.md §5). Returns an (H, W, 3) uint8 image.
+    """
+    height, width = np.asarray(image).shape[:2]
+    intrinsics = Intrinsics(focal[0], focal[1], princpt[0], princpt[1], width, height)
+    rendering = get_rasterizer(backend).render(np.asarray(vertices), np.asarray(faces), intrinsics, color)
+    return composite(image, rendering, alpha)
+
+
+def render_side_view(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    focal: tuple[float, float],
+    image_size: tuple[int, int],
+    *,
+    angle_deg: float = 90.0,
+    color: tuple[float, float, float] = DEFAULT_COLOR,
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    backend: Literal["auto", "gl", "numpy"] = "auto",
+) -> np.ndarray:
+    """The mesh turned by ``angle_deg`` about the vertical axis through its centre, on a plain background.
+
+    ``image_size`` is (height, width); the mesh keeps its distance to the camera and is centred in
+    the view. Returns an (H, W, 3) uint8 image.
+    """
+    vertices = np.asarray(vertices, dtype=np.float64)
+    center = (vertices.min(axis=0) + vertices.max(axis=0)) / 2
+    t = np.deg2rad(angle_deg)
+    rotation = np.array([[np.cos(t), 0.0, np.sin(t)], [0.0, 1.0, 0.0], [-np.sin(t), 0.0, np.cos(t)]])
+    turned = (vertices - center) @ rotation.T + np.array([0.0, 0.0, center[2]])
+    height, width = image_size
+    canvas = np.broadcast_to(np.asarray(background, dtype=np.float64), (height, width, 3))
+    intrinsics = Intrinsics(focal[0], focal[1], width / 2, height / 2, width, height)
+    rendering = get_rasterizer(backend).render(turned, np.asarray(faces), intrinsics, color)
+    return composite(canvas, rendering, alpha=1.0)
