@@ -146,5 +146,5 @@ def load_parameters(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
 
 
 def layer_inputs(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Map Hand4Whole parameter names to :class:`~bidrn.body.SMPLXLayer` keywords (``cam_trans`` → ``transl``)."""
+    """Map Hand4Whole parameter names to :class:`~bidrn.body.SMPLXLayer` keywords (``cam_trans`` → transl)."""
     return {LAYER_ARGUMENT[name]: value for name, value in params.items() if name in LAYER_ARGUMENT}

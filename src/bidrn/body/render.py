@@ -152,7 +152,7 @@ class NumpyRasterizer:
 
     @staticmethod
     def _raster_group(
-        tri_uv: np.ndarray, inv_z: np.ndarray, lo: np.ndarray, size: int, W: int, H: int
+        tri_uv: np.ndarray, inv_z: np.ndarray, lo: np.ndarray, size: int, width: int, height: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Covered pixels (flat index), depths and triangle ids for triangles whose box fits ``size``."""
         # Process in slices so the candidate arrays stay around a few million entries.
@@ -173,13 +173,13 @@ class NumpyRasterizer:
             l2 = (e0[..., 0] * rel[..., 1] - rel[..., 0] * e0[..., 1]) / den
             l0 = 1.0 - l1 - l2
             eps = -1e-9
-            inside = (l0 >= eps) & (l1 >= eps) & (l2 >= eps) & (px[..., 0] < W) & (px[..., 1] < H)
+            inside = (l0 >= eps) & (l1 >= eps) & (l2 >= eps) & (px[..., 0] < width) & (px[..., 1] < height)
             tri_idx, cand = np.nonzero(inside)
             iz = inv_z[start : start + per_slice]
             interp = l0[tri_idx, cand] * iz[tri_idx, 0] + l1[tri_idx, cand] * iz[tri_idx, 1]
             interp += l2[tri_idx, cand] * iz[tri_idx, 2]
             p = px[tri_idx, cand]
-            out_pix.append(p[:, 1] * W + p[:, 0])
+            out_pix.append(p[:, 1] * width + p[:, 0])
             out_depth.append(1.0 / interp)
             out_tri.append(tri_idx + start)
         return np.concatenate(out_pix), np.concatenate(out_depth), np.concatenate(out_tri)
