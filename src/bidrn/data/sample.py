@@ -99,6 +99,7 @@ class PersonRecord:
         smplx_joints_valid: ``(137,)`` bool.
         focal / princpt: intrinsics of the image ``(2,)`` each, pixels; ``None`` if unknown.
         lhand_box / rhand_box / face_box: ``xyxy`` pixels or ``None`` when not annotated.
+        visibility: ``(137,)`` bool, which joints can be seen in the image (synthetic data), or ``None``.
         is_3d: whether ``joints_3d`` may supervise 3D coordinates.
         joints_from_smplx: the dataset's joints *are* the SMPL-X joints (AGORA, synthetic data):
             once a body model computes them they fill ``joints_*`` too.
@@ -124,6 +125,7 @@ class PersonRecord:
     lhand_box: np.ndarray | None = None
     rhand_box: np.ndarray | None = None
     face_box: np.ndarray | None = None
+    visibility: np.ndarray | None = None
     is_3d: bool = False
     joints_from_smplx: bool = False
     dataset: str = ""
@@ -177,6 +179,7 @@ class PersonRecord:
             lhand_box=flip_box(self.rhand_box),
             rhand_box=flip_box(self.lhand_box),
             face_box=flip_box(self.face_box),
+            visibility=None if self.visibility is None else self.visibility[perm],
         )
 
 
