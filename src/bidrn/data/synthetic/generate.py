@@ -249,11 +249,13 @@ def _render_chunk(
     rngs = [np.random.default_rng([seed, split_code, sample_id]) for sample_id in ids]
     left_mean = body.left_hand_mean.double().numpy()
     right_mean = body.right_hand_mean.double().numpy()
-    params = [sample_params(rng, config.pose, left_mean, right_mean) for rng in rngs]
-    vertices, joints = _pose_batch(body, params)
     rows = []
-    for k, sample_id in enumerate(ids):
-        image, annotation = render_sample(rngs[k], params[k], vertices[k], joints[k], body, config)
+    for rng, sample_id in zip(rngs, ids, strict=True):
+        params = sample_params(rng, config.pose, left_mean, right_mean)
+        # One body per forward pass: batching changes float32 rounding, and the output must not
+        # depend on how samples were grouped into chunks.
+        vertices, joints = _pose_batch(body, [params])
+        image, annotation = render_sample(rng, params, vertices[0], joints[0], body, config)
         Image.fromarray(image).save(
             Path(out) / shard / shards.image_name(sample_id), quality=config.jpeg_quality
         )
