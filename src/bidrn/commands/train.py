@@ -1,0 +1,166 @@
+"""``bidrn train``: train a registered model; under ``torchrun`` on several GPUs/nodes with DDP.
+
+Examples::
+
+    bidrn train --model bidrn --data synth:data/synth-train --output runs/bidrn
+    torchrun --nproc_per_node=4 -m bidrn.cli train --model bidrn --data synth:data/synth-train
+    bidrn train --model bidrn --data synth:data/synth-train --output runs/bidrn --resume auto
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+from pathlib import Path
+from typing import Any
+
+from bidrn.errors import BidrnError
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["width=0.25", "body_input=128,96"]`` -> ``{"width": 0.25, "body_input": (128, 96)}``."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise BidrnError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            raise BidrnError(f"--set {item!r}: value must be a number or a comma-separated tuple") from None
+        overrides[key] = value
+    return overrides
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by commands that build a model (size overrides, body model)."""
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model size override, e.g. width=0.25 or body_input=128,96 (repeatable)",
+    )
+    parser.add_argument(
+        "--body-model",
+        default=None,
+        metavar="PATH",
+        help="SMPLX_NEUTRAL.npz/.pkl (default: the embedded stand-in)",
+    )
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default=None, help="default: CUDA when available"
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``bidrn train``."""
+    from bidrn.engine.trainer import TrainConfig
+
+    defaults = TrainConfig()
+    parser.add_argument("--model", required=True, help="registered model name (see bidrn.list_models())")
+    parser.add_argument(
+        "--data",
+        required=True,
+        metavar="SPEC",
+        help="training data KIND:PATH[:SPLIT], several joined with '+' (kinds: synth, ehf, "
+        "agora, h36m, coco, mpii)",
+    )
+    parser.add_argument("--output", default="runs/train", type=Path, help="run folder (checkpoints, logs)")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="per process")
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--lr-decay-epochs", type=int, nargs="*", default=list(defaults.lr_decay_epochs))
+    parser.add_argument("--lr-decay-factor", type=float, default=defaults.lr_decay_factor)
+    parser.add_argument("--grad-clip", type=float, default=None, metavar="NORM", help="clip gradient norm")
+    parser.add_argument("--no-amp", action="store_true", help="full precision on GPU (AMP is off on CPU)")
+    parser.add_argument("--workers", type=int, default=defaults.num_workers, help="DataLoader workers")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--max-steps", type=int, default=None, help="stop (with a checkpoint) after N steps")
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="also checkpoint every N steps (default: at epoch ends)",
+    )
+    parser.add_argument("--log-every", type=int, default=defaults.log_every_steps, metavar="STEPS")
+    parser.add_argument(
+        "--resume",
+        default=None,
+        metavar="CKPT|auto",
+        help="continue a run exactly; 'auto' = OUTPUT/checkpoints/last if it exists",
+    )
+    parser.add_argument(
+        "--init-from",
+        default=None,
+        metavar="CKPT",
+        help="start from the matching weights of a checkpoint (e.g. a full-precision model)",
+    )
+    parser.add_argument("--find-unused-parameters", action="store_true", help="DDP option")
+    add_model_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build model, data and trainer, then train."""
+    import bidrn
+    from bidrn.body import load_body_model
+    from bidrn.engine.datasets import open_dataset
+    from bidrn.engine.distributed import init_distributed, shutdown_distributed
+    from bidrn.engine.losses import HeatmapGeometry, WholeBodyLoss
+    from bidrn.engine.resolution import fit_to_model
+    from bidrn.engine.trainer import TrainConfig, Trainer
+
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        lr_decay_epochs=tuple(args.lr_decay_epochs),
+        lr_decay_factor=args.lr_decay_factor,
+        grad_clip_norm=args.grad_clip,
+        amp=not args.no_amp,
+        seed=args.seed,
+        num_workers=args.workers,
+        log_every_steps=args.log_every,
+        checkpoint_every_steps=args.checkpoint_every,
+        max_steps=args.max_steps,
+        find_unused_parameters=args.find_unused_parameters,
+    )
+    overrides = parse_overrides(args.set)
+    context = init_distributed(args.device)
+    try:
+        body_model = load_body_model(args.body_model)
+        model = bidrn.create_model(args.model, body_model=body_model, **overrides)
+        dataset = fit_to_model(
+            open_dataset(args.data, train=True, body_model=body_model, seed=args.seed), model
+        )
+        trainer = Trainer(
+            model,
+            dataset,
+            WholeBodyLoss(geometry=HeatmapGeometry.of_model(model)),
+            config,
+            args.output,
+            model_info={"model": args.model, "model_overrides": overrides, "body_model": args.body_model},
+            context=context,
+        )
+        resume = args.resume
+        if resume == "auto":
+            last = trainer.checkpoint_dir / "last.json"
+            resume = str(last) if last.is_file() else None
+        if resume is not None:
+            trainer.resume(resume)
+        elif args.init_from is not None:
+            missing, unexpected = trainer.initialize_from(args.init_from)
+            if context.is_main:
+                print(
+                    f"bidrn train: initialised from {args.init_from} "
+                    f"({len(missing)} missing, {len(unexpected)} unused tensors)"
+                )
+        result = trainer.fit()
+        if context.is_main:
+            print(
+                f"bidrn train: {result.global_step} steps, {result.epochs_done} epochs, "
+                f"{result.images_per_second:.1f} images/s, checkpoint {result.checkpoint}"
+            )
+    finally:
+        shutdown_distributed()
+    return 0
