@@ -148,6 +148,17 @@ def _numpy_global(module: str, name: str) -> Any:
     return None
 
 
+def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
+    """``codecs.encode`` restricted to the latin-1 round trip protocol-2 pickles use for bytes."""
+    if encoding.replace("_", "-").lower() not in ("latin1", "latin-1", "iso-8859-1"):
+        raise pickle.UnpicklingError(f"refusing to decode bytes with codec {encoding!r}")
+    return text.encode("latin-1")
+
+
+_PLAIN_BUILTINS = {"object": object, "set": set, "frozenset": frozenset}
+"""Builtins a pickle may name: ``object`` (for ``copyreg._reconstructor``) and set containers."""
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """An unpickler that can rebuild numpy arrays and plain containers, and nothing else.
 
@@ -168,8 +179,10 @@ class RestrictedUnpickler(pickle.Unpickler):
             return _SparsePlaceholder
         if (module, name) in (("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor")):
             return _reconstruct_placeholder
-        if (module, name) in (("__builtin__", "object"), ("builtins", "object")):
-            return object
+        if (module, name) == ("_codecs", "encode"):  # how protocol-2 pickles store bytes
+            return _latin1_encode
+        if module in ("__builtin__", "builtins") and name in _PLAIN_BUILTINS:
+            return _PLAIN_BUILTINS[name]
         raise pickle.UnpicklingError(
             f"it references {module}.{name}; only numpy arrays and plain containers are allowed"
         )

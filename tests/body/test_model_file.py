@@ -1,0 +1,158 @@
+"""Model files: safe loading of .npz / legacy .pkl, defaults for optional keys, one-line errors."""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from bidrn.body import load_body_model
+from bidrn.body.model_file import read_model_file
+from bidrn.errors import InputFileError
+
+from .random_model import random_model_arrays
+
+
+@pytest.fixture(scope="module")
+def arrays():
+    """A random model with zero pose correctives stored as float16, to keep the files small."""
+    values = random_model_arrays(seed=5)
+    values["posedirs"] = np.zeros(values["posedirs"].shape, dtype=np.float16)
+    return values
+
+
+def _expect_error(path, *fragments):
+    with pytest.raises(InputFileError) as info:
+        load_body_model(path)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    for fragment in fragments:
+        assert fragment in message
+    return message
+
+
+def test_missing_required_key(tmp_path, arrays):
+    path = tmp_path / "SMPLX_NEUTRAL.npz"
+    np.savez(path, **{k: v for k, v in arrays.items() if k != "weights"})
+    _expect_error(path, "missing required key 'weights'")
+
+
+def test_wrong_shape(tmp_path, arrays):
+    path = tmp_path / "SMPLX_NEUTRAL.npz"
+    np.savez(path, **{**arrays, "posedirs": arrays["posedirs"][..., :100]})
+    _expect_error(path, "'posedirs'", "(10475, 3, 100)", "expected (10475, 3, 486)")
+
+
+def test_wrong_kinematic_tree_and_bad_indices(tmp_path, arrays):
+    tree = arrays["kintree_table"].copy()
+    tree[0, 5] = 3
+    path = tmp_path / "SMPLX_A.npz"
+    np.savez(path, **{**arrays, "kintree_table": tree})
+    _expect_error(path, "'kintree_table'", "kinematic tree")
+    path = tmp_path / "SMPLX_B.npz"
+    np.savez(path, **{**arrays, "lmk_faces_idx": arrays["lmk_faces_idx"] + 10**6})
+    _expect_error(path, "'lmk_faces_idx'", "outside")
+
+
+def test_truncated_archives(tmp_path, arrays):
+    good = tmp_path / "good.npz"
+    np.savez(good, **arrays)
+    data = good.read_bytes()
+    for cut in (len(data) // 2, len(data) - 100):
+        path = tmp_path / f"SMPLX_cut{cut}.npz"
+        path.write_bytes(data[:cut])
+        _expect_error(path)
+    pkl = tmp_path / "SMPLX_cut.pkl"
+    pkl.write_bytes(pickle.dumps(arrays, protocol=2)[:5000])
+    _expect_error(pkl, "truncated")
+
+
+def test_npz_object_array_is_not_unpickled(tmp_path, arrays):
+    path = tmp_path / "SMPLX_obj.npz"
+    np.savez(path, **{**arrays, "v_template": np.array([{"not": "an array"}], dtype=object)})
+    _expect_error(path, "'v_template'", "refusing to unpickle")
+
+
+class _WritesAFile:
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (str(self.target), "w"))
+
+
+def test_pickle_with_code_is_refused_and_never_runs(tmp_path, arrays):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "SMPLX_evil.pkl"
+    path.write_bytes(pickle.dumps({**arrays, "weights": _WritesAFile(marker)}))
+    _expect_error(path, "refusing to unpickle", "open")
+    assert not marker.exists()
+
+
+def test_non_array_payloads(tmp_path, arrays):
+    path = tmp_path / "SMPLX_list.pkl"
+    path.write_bytes(pickle.dumps([1, 2, 3]))
+    _expect_error(path, "pickle holds a list")
+    path = tmp_path / "SMPLX_str.pkl"
+    path.write_bytes(pickle.dumps({**arrays, "v_template": "hello"}))
+    _expect_error(path, "'v_template' is a str")
+
+
+def test_missing_file_and_unknown_suffix(tmp_path):
+    _expect_error(tmp_path / "SMPLX_NEUTRAL.npz", "no such file")
+    other = tmp_path / "model.txt"
+    other.write_text("x")
+    _expect_error(other, "expected .npz or .pkl")
+
+
+def test_legacy_pickle_with_chumpy_and_sparse_regressor(tmp_path, arrays, monkeypatch):
+    sparse = pytest.importorskip("scipy.sparse")
+    chumpy = types.ModuleType("chumpy")
+    chumpy_ch = types.ModuleType("chumpy.ch")
+
+    class Ch:  # stands for chumpy.ch.Ch, which pickles its value as state["x"]
+        def __init__(self, x):
+            self.x = x
+
+        def __reduce__(self):
+            return (Ch, (), {"x": self.x, "_dirty_vars": set()})
+
+    Ch.__module__, Ch.__qualname__ = "chumpy.ch", "Ch"
+    chumpy_ch.Ch = Ch
+    monkeypatch.setitem(sys.modules, "chumpy", chumpy)
+    monkeypatch.setitem(sys.modules, "chumpy.ch", chumpy_ch)
+    legacy = dict(arrays)
+    legacy["shapedirs"] = Ch(arrays["shapedirs"])
+    legacy["J_regressor"] = sparse.csc_matrix(arrays["J_regressor"])
+    pkl = tmp_path / "SMPLX_NEUTRAL.pkl"
+    pkl.write_bytes(pickle.dumps(legacy, protocol=2))
+    monkeypatch.delitem(sys.modules, "chumpy.ch")
+    monkeypatch.delitem(sys.modules, "chumpy")
+
+    npz = tmp_path / "SMPLX_NEUTRAL.npz"
+    np.savez(npz, **arrays)
+    params = dict(
+        body_pose=0.3 * torch.randn(2, 63, dtype=torch.float64), betas=torch.randn(2, 10, dtype=torch.float64)
+    )
+    a = load_body_model(pkl, dtype=torch.float64)(**params)
+    b = load_body_model(npz, dtype=torch.float64)(**params)
+    assert torch.allclose(a.vertices, b.vertices) and torch.allclose(a.joints, b.joints)
+
+
+def test_optional_keys_get_documented_defaults(tmp_path, arrays):
+    optional = ("hands_componentsl", "hands_componentsr", "hands_meanl", "hands_meanr")
+    optional += ("dynamic_lmk_faces_idx", "dynamic_lmk_bary_coords")
+    path = tmp_path / "SMPLX_minimal.npz"
+    np.savez(path, **{k: v for k, v in arrays.items() if k not in optional})
+    contents = read_model_file(path)
+    assert np.array_equal(contents.hands_components_left, np.eye(45))
+    assert not contents.hands_mean_right.any()
+    layer = load_body_model(path, dtype=torch.float64)
+    assert not layer.has_face_contour
+    out = layer(jaw_pose=torch.tensor([[0.2, 0.0, 0.0]], dtype=torch.float64))
+    assert torch.equal(out.joints[:, 127:], out.joints[:, 22:23].expand(-1, 17, -1))
+    assert contents.lhand_vertex_ids.size > 0  # derived from the skinning weights
