@@ -448,3 +448,42 @@ def test_agora_missing_parameter_key(tmp_path):
     with pytest.raises(InputFileError, match=r"0.json: annotation 0: missing key 'transl'"):
         AGORA(tmp_path, "validation")
     assert len(AGORA(tmp_path, "validation", options=DataOptions(on_error="skip"))) == 0
+
+
+def test_dataloader_workers_skip_or_report_a_corrupt_image(tmp_path):
+    from torch.utils.data import DataLoader
+
+    make_coco(tmp_path, corrupt=True)
+    skipping = COCOWholeBody(tmp_path, "train", options=DataOptions(on_error="skip"))
+    batches = list(DataLoader(skipping, batch_size=2, num_workers=1))
+    assert len(batches) == 1 and batches[0]["inputs"]["img"].shape == (2, 3, 512, 384)
+    strict = COCOWholeBody(tmp_path, "train")
+    with pytest.raises(SampleReadError, match=r"000000000001\.jpg: cannot decode image"):
+        list(DataLoader(strict, batch_size=2, num_workers=1))
+
+
+def test_h36m_camera_frame_fit_matches_the_moved_world_body_with_the_standin(tmp_path):
+    import torch
+
+    body_module = pytest.importorskip("bidrn.body")
+    if not body_module.standin_path().is_file():
+        pytest.skip("the embedded stand-in body model is not available")
+    body = body_module.load_body_model()
+    make_h36m(tmp_path)
+    record = Human36M(tmp_path, subjects=(1,), body_model=body).record(0)
+
+    def t(values):
+        return torch.tensor([values], dtype=torch.float32)
+
+    world = body(
+        betas=t(H36M_WORLD_PARAMS["shape"]),
+        global_orient=t(H36M_WORLD_PARAMS["root_pose"]),
+        body_pose=t(H36M_WORLD_PARAMS["body_pose"]),
+        transl=t(H36M_WORLD_PARAMS["trans"]),
+    )
+    expected = world.supervision_joints[0].double().numpy() @ H36M_R.T + H36M_T_MM / 1000.0
+    # SMPL-X picks its 17 face-contour landmarks by the head's yaw in the evaluation frame, so only
+    # those may differ between "fit in the camera" and "world body moved to the camera".
+    rigid = np.ones(137, dtype=bool)
+    rigid[[J[f"Face_{k}"] for k in range(56, 73)]] = False
+    np.testing.assert_allclose(record.smplx_joints_3d[rigid], expected[rigid], atol=2e-5)

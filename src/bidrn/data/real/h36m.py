@@ -13,6 +13,8 @@ counterpart). SMPL-X fits are stored in the *world* frame; they are moved to eac
 ``X_cam = R X_world + t``: the root rotation becomes ``R root``, and the translation is chosen so
 the posed body lands where ``R X + t`` puts it (this needs the body model's rest pelvis; without a
 body model the translation assumes a pelvis at the origin and no SMPL-X joint target is built).
+SMPL-X chooses its 17 face-contour landmarks by the head's yaw in the frame it is evaluated in,
+so those (only) differ slightly from the world body's contour moved rigidly to the camera.
 """
 
 from __future__ import annotations
