@@ -54,7 +54,7 @@ class SynthConfig:
     Attributes:
         height, width: image size in pixels.
         person_fraction: range of the person's height as a fraction of the image height.
-        focal_range: focal length range as a multiple of the image height (vertical FOV ~25-58°).
+        focal_range: focal length range as a multiple of the image height (vertical FOV ~24-53°).
         truncation_prob: probability that the framing pushes part of the person out of the image.
         occluder_prob / max_occluders: probability of occluders and their maximum number.
         photo_prob: probability of a photographic background when ``backgrounds`` is set.
