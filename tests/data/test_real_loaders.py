@@ -487,3 +487,17 @@ def test_h36m_camera_frame_fit_matches_the_moved_world_body_with_the_standin(tmp
     rigid = np.ones(137, dtype=bool)
     rigid[[J[f"Face_{k}"] for k in range(56, 73)]] = False
     np.testing.assert_allclose(record.smplx_joints_3d[rigid], expected[rigid], atol=2e-5)
+
+
+def test_agora_low_resolution_mode_rescales_boxes_and_intrinsics(tmp_path):
+    make_agora(tmp_path)
+    stem = "ag_validationset_renderpeople_bfh_flowers_5_15_cam00_00000"
+    write_image(tmp_path / f"images_1280x720/validation/{stem}_1280x720.png", 720, 1280)
+    data = AGORA(tmp_path, "validation", resolution="1280x720")
+    record = data.records[0]
+    assert record.image_size == (720, 1280)
+    np.testing.assert_allclose(record.focal, [5000 / 3, 5000 / 3])
+    np.testing.assert_allclose(record.princpt, [640, 360])
+    np.testing.assert_allclose(record.bbox, [600, 200, 100, 300])
+    np.testing.assert_allclose(record.face_box, [1900 / 3, 610 / 3, 1990 / 3, 700 / 3])
+    assert data[0]["inputs"]["img"].shape == (3, 512, 384)
