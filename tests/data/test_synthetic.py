@@ -163,3 +163,22 @@ def test_cli_synth(tmp_path, capsys):
     assert sheet.stat().st_size > 0
     assert main(argv) == 2
     assert "already holds synthetic data" in capsys.readouterr().err
+
+
+def test_photo_backgrounds_from_a_folder(tmp_path):
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (50, 40), (10, 200, 30)).save(photos / "green.png")
+    config = SynthConfig(height=96, width=80, photo_prob=1.0, occluder_prob=0.0, backgrounds=str(photos))
+    out = generate(tmp_path / "out", 2, seed=1, config=config, workers=1, progress=False)
+    data = SyntheticDataset(out)
+    for record in data.records:
+        image = data.image_reader(record.image_path).astype(float)
+        corners = np.stack([image[0, 0], image[0, -1], image[-1, 0], image[-1, -1]])
+        background = corners[np.abs(corners - [10, 200, 30]).max(axis=1) < 25]
+        assert len(background) >= 2  # the person may cover some corners, not most
+    (photos / "green.png").unlink()
+    with pytest.raises(BidrnError, match=r"no \.jpg/\.jpeg/\.png background images"):
+        generate(tmp_path / "none", 1, config=config, workers=1, progress=False)

@@ -32,7 +32,7 @@ def draw_record(dataset: RecordDataset, index: int) -> Image.Image:
             draw.rectangle(list(box), outline=colour)
     visible = record.visibility if record.visibility is not None else np.ones(len(record.joints_2d), bool)
     for part, colour in _PART_COLOURS:
-        radius = 1.5 if part != joint_sets.BODY_SLICE else 2.0
+        radius = {joint_sets.BODY_SLICE.start: 2.0, joint_sets.FACE_SLICE.start: 0.8}.get(part.start, 1.2)
         for j in range(part.start, part.stop):
             if not record.joints_2d_valid[j]:
                 continue
