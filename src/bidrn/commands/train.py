@@ -158,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
         result = trainer.fit()
         if context.is_main:
             print(
-                f"bidrn train: {result.global_step} steps, {result.epochs_done} epochs, "
+                f"bidrn train: {result.global_step} steps ({result.steps_run} in this run), "
+                f"{result.epochs_done} epochs, "
                 f"{result.images_per_second:.1f} images/s, checkpoint {result.checkpoint}"
             )
     finally:

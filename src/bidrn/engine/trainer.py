@@ -114,6 +114,7 @@ class TrainResult:
     Attributes:
         global_step: optimizer steps done in total (including before a resume).
         epochs_done: completed epochs.
+        steps_run: optimizer steps done by this call.
         images_per_second: training throughput over this call (all processes together).
         last_losses: the last logged loss terms and total.
         checkpoint: stem of the last checkpoint written.
@@ -121,6 +122,7 @@ class TrainResult:
 
     global_step: int
     epochs_done: int
+    steps_run: int
     images_per_second: float
     last_losses: dict[str, float] = field(default_factory=dict)
     checkpoint: Path | None = None
@@ -402,6 +404,7 @@ class Trainer:
         return TrainResult(
             global_step=self.global_step,
             epochs_done=self.epoch,
+            steps_run=steps,
             images_per_second=images / max(elapsed, 1e-9),
             last_losses=losses,
             checkpoint=stem,

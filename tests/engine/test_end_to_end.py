@@ -1,0 +1,44 @@
+"""The commands end to end at the ``micro`` protocol: synthetic data -> train -> eval -> tables."""
+
+import json
+
+import pytest
+
+from bidrn.cli import main
+
+
+@pytest.mark.slow
+def test_experiment_train_and_eval_commands(tmp_path, capsys):
+    dirs = ["--results", str(tmp_path / "results"), "--work", str(tmp_path / "work"),
+            "--data-dir", str(tmp_path / "data")]  # fmt: skip
+    assert main(["experiment", "table1", "--protocol", "micro", "--rows", "hand4whole,bidrn", *dirs]) == 0
+    rows = json.loads((tmp_path / "results" / "table1-micro.json").read_text())
+    assert [row["method"] for row in rows] == ["hand4whole", "bidrn"]
+    assert all(row["mpvpe_all"] > 0 and row["params_m"] > 0 and row["ops_g"] > 0 for row in rows)
+    assert rows[1]["params_m"] < rows[0]["params_m"]  # binarized weights count 1/32
+
+    # A rerun reuses the trained rows (no retraining: no throughput measured).
+    assert main(["experiment", "table1", "--protocol", "micro", "--rows", "bidrn", *dirs]) == 0
+    rerun = json.loads((tmp_path / "results" / "table1-micro.json").read_text())
+    assert rerun[0]["mpvpe_all"] == rows[1]["mpvpe_all"]
+
+    checkpoint = tmp_path / "work" / "table1-micro" / "bidrn" / "checkpoints" / "last"
+    test_data = next((tmp_path / "data").glob("synth-*")) / "test"
+    out = tmp_path / "eval.json"
+    assert (
+        main(["eval", "--checkpoint", str(checkpoint), "--data", f"synth:{test_data}", "--json", str(out)])
+        == 0
+    )
+    evaluated = json.loads(out.read_text())
+    assert evaluated["mpvpe_all"] == pytest.approx(rows[1]["mpvpe_all"], abs=1e-2)
+
+    train_dir = next((tmp_path / "data").glob("synth-*")) / "train"
+    run = tmp_path / "run"
+    common = ["train", "--model", "bidrn", "--data", f"synth:{train_dir}", "--output", str(run), "--epochs", "2",
+              "--batch-size", "2", "--set", "width=0.0625", "--set", "body_input=64,64", "--set",
+              "hand_input=64,64", "--set", "face_input=64,64"]  # fmt: skip
+    assert main([*common, "--max-steps", "1"]) == 0
+    assert main([*common, "--resume", "auto"]) == 0
+    info = json.loads((run / "checkpoints" / "last.json").read_text())
+    assert (info["epoch"], info["global_step"]) == (2, 4)
+    assert "bidrn train: 4 steps (3 in this run)" in capsys.readouterr().out
