@@ -34,9 +34,9 @@ def test_experiment_train_and_eval_commands(tmp_path, capsys):
 
     train_dir = next((tmp_path / "data").glob("synth-*")) / "train"
     run = tmp_path / "run"
-    common = ["train", "--model", "bidrn", "--data", f"synth:{train_dir}", "--output", str(run), "--epochs", "2",
-              "--batch-size", "2", "--set", "width=0.0625", "--set", "body_input=64,64", "--set",
-              "hand_input=64,64", "--set", "face_input=64,64"]  # fmt: skip
+    common = ["train", "--model", "bidrn", "--data", f"synth:{train_dir}", "--output", str(run),
+              "--epochs", "2", "--batch-size", "2", "--set", "width=0.0625", "--set", "body_input=64,64",
+              "--set", "hand_input=64,64", "--set", "face_input=64,64"]  # fmt: skip
     assert main([*common, "--max-steps", "1"]) == 0
     assert main([*common, "--resume", "auto"]) == 0
     info = json.loads((run / "checkpoints" / "last.json").read_text())
