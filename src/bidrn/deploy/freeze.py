@@ -11,6 +11,10 @@ forward pass on ``example_inputs`` (eval mode, no gradients) the layer and the B
 exactly once, the BatchNorm's input *is* the layer's output tensor, and no other operation reads
 that tensor. Folded BatchNorms become ``nn.Identity``. Without example inputs nothing is folded
 (still exact, a little slower); :func:`freeze` never guesses from module order.
+
+Finally, BiDRN's Local Convolution Residual units (whose BatchNorm follows RPReLU and the residual,
+so it cannot be folded) become :class:`bidrn.deploy.fusion.FusedLocalConvResidual`, which applies
+RPReLU, residual, merge and BatchNorm in the packed convs' epilogue.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from bidrn.deploy.layers import (
 from bidrn.deploy.packing import pack_weight
 from bidrn.errors import BidrnError
 
-__all__ = ["find_foldable_batchnorms", "freeze", "frozen_layout", "pack_layer"]
+__all__ = ["find_foldable_batchnorms", "freeze", "frozen_layout", "fuse_units", "pack_layer"]
 
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 # Tensor metadata reads that do not consume the values.
@@ -199,13 +203,14 @@ def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
 
 
-def freeze(model: nn.Module, example_inputs: Sequence[Any] | None = None) -> nn.Module:
+def freeze(model: nn.Module, example_inputs: Sequence[Any] | None = None, fuse: bool = True) -> nn.Module:
     """A deep copy of ``model`` in eval mode with every binary layer packed (see the module doc).
 
     Args:
         model: any module tree containing :class:`bidrn.binary.BinaryLayer` s; it is not modified.
         example_inputs: positional arguments of one forward call, used to find BatchNorms that can
             be folded (see :func:`find_foldable_batchnorms`); ``None`` folds nothing.
+        fuse: fuse BiDRN's Local Convolution Residual units (see :mod:`bidrn.deploy.fusion`).
 
     Returns:
         The frozen module; its :func:`frozen_layout` lists the packed layers and folded BatchNorms.
@@ -221,10 +226,25 @@ def freeze(model: nn.Module, example_inputs: Sequence[Any] | None = None) -> nn.
     for bn_name in pairs.values():
         _replace(frozen, bn_name, nn.Identity())
     frozen.bidrn_folded_batchnorms = sorted(pairs.values())
+    frozen.bidrn_fused_units = fuse_units(frozen) if fuse else []
     return frozen
 
 
+def fuse_units(model: nn.Module) -> list[str]:
+    """Replace every fusable unit of a frozen model by its fused version; returns their names."""
+    from bidrn.deploy.fusion import FusedLocalConvResidual, can_fuse
+
+    names = [name for name, module in model.named_modules() if can_fuse(module)]
+    for name in names:
+        _replace(model, name, FusedLocalConvResidual(model.get_submodule(name)))
+    return names
+
+
 def frozen_layout(model: nn.Module) -> dict[str, Any]:
-    """Packed layers (name -> constructor config) and folded BatchNorm names of a frozen model."""
+    """Packed layers (name -> constructor config), folded BatchNorms and fused units of a frozen model."""
     layers = {name: m.config() for name, m in model.named_modules() if isinstance(m, PackedBinaryLayer)}
-    return {"packed_layers": layers, "folded_batchnorms": list(getattr(model, "bidrn_folded_batchnorms", []))}
+    return {
+        "packed_layers": layers,
+        "folded_batchnorms": list(getattr(model, "bidrn_folded_batchnorms", [])),
+        "fused_units": list(getattr(model, "bidrn_fused_units", [])),
+    }

@@ -117,6 +117,36 @@ class ConvPhase:
         return max(0, -first_h), max(0, last_h - in_h + 1), max(0, -first_w), max(0, last_w - in_w + 1)
 
 
+@dataclass(frozen=True)
+class PostOps:
+    """Element-wise operations fused after the conv epilogue (see csrc/bitconv.hpp), in this order.
+
+    ``v = prelu(v, slope)``; ``v = v + residual``; ``v = v * scale + shift``; ``out = out + v`` when
+    ``accumulate`` else ``out = v``. Vectors are float32 padded like the multiplier; ``residual`` is a
+    float32 ``(N, OH, OW, O)`` view with unit channel stride.
+    """
+
+    slope: Tensor | None = None
+    residual: Tensor | None = None
+    scale: Tensor | None = None
+    shift: Tensor | None = None
+    accumulate: bool = False
+
+
+def _unit_channel_stride(t: Tensor, what: str) -> None:
+    if (
+        t.dtype != torch.float32
+        or t.device.type != "cpu"
+        or t.dim() != 4
+        or (t.stride(3) != 1 and t.shape[3] > 1)
+    ):
+        raise ValueError(f"{what} must be a float32 CPU (N, H, W, C) view with unit channel stride")
+
+
+def _address(t: Tensor | None) -> int:
+    return 0 if t is None else t.data_ptr()
+
+
 def packed_conv(
     x_nhwc: Tensor,
     phases: list[ConvPhase],
@@ -127,15 +157,18 @@ def packed_conv(
     addend: Tensor,
     threshold: Tensor | None = None,
     input_scale: bool = False,
+    out: Tensor | None = None,
+    post: PostOps | None = None,
 ) -> Tensor:
-    """Binary convolution of channels-last float32 input ``(N, H, W, C)`` -> ``(N, out_h, out_w, O)``.
+    """Binary convolution of float32 input ``(N, H, W, C)`` -> ``(N, out_h, out_w, O)``.
 
     ``out = (conv(sign bits of x, weight bits) * multiplier[o] * s[n]) + addend[o]`` where ``s[n]`` is
-    the mean of ``|x|`` over a sample when ``input_scale`` (XNOR-Net) and 1 otherwise;
-    ``multiplier`` and ``addend`` are float32 padded to the kernels' channel chunk.
+    the mean of ``|x|`` over a sample when ``input_scale`` (XNOR-Net) and 1 otherwise, followed by
+    the optional :class:`PostOps`; ``multiplier`` and ``addend`` are float32 padded to the kernels'
+    channel chunk. ``x_nhwc`` and ``out`` may be strided views (e.g. channel slices) as long as
+    channels are contiguous; ``out`` is allocated when not given.
     """
-    if x_nhwc.dtype != torch.float32 or x_nhwc.device.type != "cpu" or not x_nhwc.is_contiguous():
-        raise ValueError("packed_conv needs a contiguous float32 CPU tensor (N, H, W, C)")
+    _unit_channel_stride(x_nhwc, "the packed conv input")
     batch, in_h, in_w, channels = x_nhwc.shape
     words = phases[0].weights.weights.shape[2]
     padded = phases[0].weights.out_channels_padded
@@ -144,37 +177,45 @@ def packed_conv(
     top, bottom, left, right = (max((m[i] for m in margins), default=0) for i in range(4))
     buf_h, buf_w = in_h + top + bottom, in_w + left + right
     packed = torch.empty((batch, buf_h, buf_w, words), dtype=torch.int64)
-    out = torch.empty((batch, out_h, out_w, out_channels), dtype=torch.float32)
+    if out is None:
+        out = torch.empty((batch, out_h, out_w, out_channels), dtype=torch.float32)
+    _unit_channel_stride(out, "the packed conv output")
+    post = post or PostOps()
+    if post.residual is not None:
+        _unit_channel_stride(post.residual, "the residual")
     scale = torch.empty(batch, dtype=torch.float32) if input_scale else None
     threads = torch.get_num_threads()
-    pack_dims = (batch, in_h, in_w, channels, buf_h, buf_w, top, left, words)
-    threshold_ptr = threshold.data_ptr() if threshold is not None else 0
-    scale_ptr = scale.data_ptr() if scale is not None else 0
+    pack_pointers = (x_nhwc.data_ptr(), _address(threshold), packed.data_ptr(), _address(scale))
+    pack_dims = (batch, in_h, in_w, channels, buf_h, buf_w, top, left, words, *x_nhwc.stride()[:3])
+    residual_strides = post.residual.stride()[:3] if post.residual is not None else (0, 0, 0)
+
+    def conv_pointers(phase: ConvPhase) -> tuple[int, ...]:
+        first = phase.out_start[0] * out.stride(1) + phase.out_start[1] * out.stride(2)
+        return (
+            packed.data_ptr(), phase.weights.weights.data_ptr(), phase.weights.tap_sums.data_ptr(),
+            multiplier.data_ptr(), addend.data_ptr(), _address(scale),
+            out.data_ptr() + first * out.element_size(),
+            _address(post.slope), _address(post.residual), _address(post.scale), _address(post.shift),
+        )  # fmt: skip
 
     def conv_dims(phase: ConvPhase, rows: int, cols: int) -> tuple[int, ...]:
         return (
             batch, in_h, in_w, buf_h, buf_w, top, left, words, channels,
             *phase.kernel_size, *phase.stride, *phase.dilation, *phase.offset,
             rows, cols, out_channels, padded,
-            out_h * out_w * out_channels,
-            phase.out_step[0] * out_w * out_channels,
-            phase.out_step[1] * out_channels,
+            out.stride(0), phase.out_step[0] * out.stride(1), phase.out_step[1] * out.stride(2),
+            *residual_strides, int(post.accumulate),
         )  # fmt: skip
 
-    def out_ptr(phase: ConvPhase) -> int:
-        first = (phase.out_start[0] * out_w + phase.out_start[1]) * out_channels
-        return out.data_ptr() + first * out.element_size()
-
-    operands = (multiplier.data_ptr(), addend.data_ptr())
     if len(phases) == 1:
         (phase,) = phases
         _extension.pack_conv(
-            x_nhwc.data_ptr(), threshold_ptr, packed.data_ptr(), scale_ptr,
-            phase.weights.weights.data_ptr(), phase.weights.tap_sums.data_ptr(), *operands,
-            out_ptr(phase), pack_dims, conv_dims(phase, *sizes[0]), threads,
-        )  # fmt: skip
+            pack_pointers, pack_dims, conv_pointers(phase), conv_dims(phase, *sizes[0]), threads
+        )
         return out
-    _extension.pack(x_nhwc.data_ptr(), threshold_ptr, packed.data_ptr(), scale_ptr, pack_dims, threads)
+    if post.slope is not None or post.residual is not None or post.scale is not None or post.accumulate:
+        raise ValueError("post-ops are supported for single-phase convolutions only")
+    _extension.pack(pack_pointers, pack_dims, threads)
     for phase, (rows, cols) in zip(phases, sizes, strict=True):
         if rows == 0 or cols == 0:
             continue
@@ -182,8 +223,5 @@ def packed_conv(
             view = out[:, phase.out_start[0] :: phase.out_step[0], phase.out_start[1] :: phase.out_step[1]]
             view.copy_(addend[:out_channels].expand_as(view))
             continue
-        _extension.conv(
-            packed.data_ptr(), phase.weights.weights.data_ptr(), phase.weights.tap_sums.data_ptr(),
-            *operands, scale_ptr, out_ptr(phase), conv_dims(phase, rows, cols), threads,
-        )  # fmt: skip
+        _extension.conv(conv_pointers(phase), conv_dims(phase, rows, cols), threads)
     return out

@@ -10,7 +10,7 @@ when loaded). The safetensors metadata (string -> string) carries:
   :func:`load` rebuilds the module skeleton with :func:`bidrn.create_model` (absent for custom
   models: pass ``skeleton=`` to :func:`load`);
 * ``layout``: JSON from :func:`bidrn.deploy.freeze.frozen_layout`: each packed layer's name and
-  constructor arguments, and the BatchNorms folded away.
+  constructor arguments, the BatchNorms folded away and the fused BiDRN units.
 
 Loading never unpickles anything.
 """
@@ -26,7 +26,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from bidrn.deploy.freeze import frozen_layout
+from bidrn.deploy.freeze import frozen_layout, fuse_units
 from bidrn.deploy.layers import (
     PackedBinaryConv2d,
     PackedBinaryConvTranspose2d,
@@ -157,9 +157,13 @@ def load(path: str | Path, skeleton: nn.Module | None = None) -> nn.Module:
             _replace(model, name, _packed_layer(config))
         for name in layout["folded_batchnorms"]:
             _replace(model, name, nn.Identity())
-    except (AttributeError, TypeError, BidrnError) as error:
+        fused = fuse_units(model) if layout.get("fused_units") else []
+        if sorted(fused) != sorted(layout.get("fused_units", [])):
+            raise BidrnError("the fused units differ from the file's")
+    except (AttributeError, TypeError, ValueError, BidrnError) as error:
         raise InputFileError(path, f"frozen layout does not fit the model: {error}") from error
     model.bidrn_folded_batchnorms = list(layout["folded_batchnorms"])
+    model.bidrn_fused_units = fused
     with safe_open(str(path), framework="pt") as handle:
         tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (safe_open API)
     expected = model.state_dict()

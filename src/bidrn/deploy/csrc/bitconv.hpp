@@ -11,6 +11,11 @@
 //     side by side per word, so one 512-bit load covers eight output channels.
 //   * result[o] = (taps * channels - 2 * popcount(a XOR w) - border_correction[o]) * multiplier[o]
 //                 * sample_scale[n] + addend[o], written channels-last as float32.
+//   * optional post-ops, in this order (each skipped when its pointer is null):
+//       v = v > 0 ? v : post_slope[o] * v;          (PReLU; a shift before it lives in addend)
+//       v = v + residual[n, oh, ow, o];             (float32 channels-last view with its own strides)
+//       v = v * post_scale[o] + post_shift[o];      (e.g. a BatchNorm after the residual add)
+//       out = accumulate ? out + v : v.
 #pragma once
 
 #include <cstdint>
@@ -21,12 +26,13 @@ constexpr int64_t kOcBlock = 8;   // output channels per weight vector group
 constexpr int64_t kOcChunk = 32;  // output channels per job (out_channels_padded is a multiple)
 
 struct PackArgs {
-  const float* input;       // (batch, in_h, in_w, channels), channels-last contiguous
+  const float* input;       // (batch, in_h, in_w, channels), channels contiguous, strides below
   const float* threshold;   // (channels) or nullptr (threshold 0)
   uint64_t* packed;         // (batch, buf_h, buf_w, words)
   double* row_abs_sum;      // (batch * in_h) sums of |x| per input row, or nullptr
   int64_t batch, in_h, in_w, channels;
   int64_t buf_h, buf_w, buf_top, buf_left, words;
+  int64_t in_stride_n, in_stride_h, in_stride_w;  // in floats
 };
 
 struct ConvArgs {
@@ -42,6 +48,15 @@ struct ConvArgs {
   int64_t offset_h, offset_w;    // input coordinate of output (0, 0) at tap (0, 0), e.g. -padding
   int64_t out_h, out_w, out_channels, out_channels_padded;
   int64_t out_stride_n, out_stride_h, out_stride_w;
+  // Post-ops (see the header comment); null pointers switch them off.
+  const float* post_slope;       // (out_channels_padded)
+  const float* residual;         // element (n, oh, ow, o) at n*res_stride_n + oh*res_stride_h + ow*res_stride_w + o
+  const float* post_scale;       // (out_channels_padded)
+  const float* post_shift;       // (out_channels_padded)
+  int64_t res_stride_n, res_stride_h, res_stride_w;
+  int64_t accumulate;
+
+  bool has_post_ops() const { return post_slope || residual || post_scale || accumulate; }
 };
 
 // Pack rows [begin, end) of the flattened (batch, in_h) index range (interior words only).
@@ -71,6 +86,17 @@ inline void valid_tap_range(int64_t out_index, int64_t stride, int64_t offset, i
 // for `count` output channels starting at `oc`; `correction` receives `count` values.
 void border_correction(const ConvArgs& a, int64_t oh, int64_t ow, int64_t oc, int64_t count,
                        int32_t* correction);
+
+// Where a job's tiles write their results: straight into `out`, or, with post-ops, into a
+// per-thread scratch row of out_w x kOcChunk floats that apply_post_ops then reads.
+struct RowTarget {
+  float* base;           // element of output channel oc0 at ow = 0
+  int64_t pixel_stride;  // floats between consecutive ow
+};
+RowTarget row_target(const ConvArgs& a, int64_t n, int64_t oh, int64_t oc0);
+
+// Apply the post-ops to the scratch row of job (n, oh, oc0) and store it into `out`.
+void apply_post_ops(const ConvArgs& a, int64_t n, int64_t oh, int64_t oc0, const float* scratch);
 
 // Kernel sets; the x86 ones exist only in builds for x86 with GCC or Clang.
 const KernelSet& generic_kernels();

@@ -31,12 +31,12 @@ static void pack_rows(const PackArgs& a, int64_t begin, int64_t end) {
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   for (int64_t row = begin; row < end; ++row) {
     const int64_t n = row / a.in_h, h = row % a.in_h;
-    const float* src = a.input + row * a.in_w * a.channels;
+    const float* src = a.input + n * a.in_stride_n + h * a.in_stride_h;
     uint64_t* dst = a.packed + ((n * a.buf_h + h + a.buf_top) * a.buf_w + a.buf_left) * a.words;
     __m256 abs_sum = _mm256_setzero_ps();
     double tail_sum = 0.0;
     const int64_t full_groups = a.channels / 8;
-    for (int64_t w = 0; w < a.in_w; ++w, src += a.channels, dst += a.words) {
+    for (int64_t w = 0; w < a.in_w; ++w, src += a.in_stride_w, dst += a.words) {
       for (int64_t j = 0; j < a.words; ++j) dst[j] = 0;
       for (int64_t g = 0; g < full_groups; ++g) {
         const __m256 x = _mm256_loadu_ps(src + g * 8);
@@ -131,6 +131,7 @@ static void conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
     int64_t kh_lo, kh_hi;
     valid_tap_range(oh, a.stride_h, a.offset_h, a.dilation_h, a.kernel_h, a.in_h, &kh_lo, &kh_hi);
     const bool row_interior = kh_lo == 0 && kh_hi == a.kernel_h;
+    const RowTarget target = row_target(a, n, oh, oc0);
     for (int64_t ow = 0; ow < a.out_w; ow += kPixels) {
       const int pixels = static_cast<int>(std::min<int64_t>(kPixels, a.out_w - ow));
       const uint64_t* pixel[kPixels];
@@ -160,7 +161,7 @@ static void conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
             value = _mm256_sub_epi32(value, _mm256_load_si256(reinterpret_cast<const __m256i*>(correction)));
           }
           const __m256 y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(value), mul, add);
-          float* out = a.out + n * a.out_stride_n + oh * a.out_stride_h + (ow + i) * a.out_stride_w + oc;
+          float* out = target.base + (ow + i) * target.pixel_stride + lane;
           if (count == kVectors * kLanes) {
             _mm256_storeu_ps(out, y);
           } else {
@@ -171,6 +172,7 @@ static void conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
         }
       }
     }
+    if (a.has_post_ops()) apply_post_ops(a, n, oh, oc0, target.base);
   }
 }
 

@@ -29,10 +29,10 @@ static void pack_rows(const PackArgs& a, int64_t begin, int64_t end) {
   const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
   for (int64_t row = begin; row < end; ++row) {
     const int64_t n = row / a.in_h, h = row % a.in_h;
-    const float* src = a.input + row * a.in_w * a.channels;
+    const float* src = a.input + n * a.in_stride_n + h * a.in_stride_h;
     uint64_t* dst = a.packed + ((n * a.buf_h + h + a.buf_top) * a.buf_w + a.buf_left) * a.words;
     __m512 abs_sum = _mm512_setzero_ps();
-    for (int64_t w = 0; w < a.in_w; ++w, src += a.channels, dst += a.words) {
+    for (int64_t w = 0; w < a.in_w; ++w, src += a.in_stride_w, dst += a.words) {
       for (int64_t j = 0; j < a.words; ++j) {
         uint64_t bits = 0;
         for (int64_t q = 0; q < 4; ++q) {
@@ -62,8 +62,8 @@ static void pack_rows(const PackArgs& a, int64_t begin, int64_t end) {
 
 // Convolve `pixels` (<= P) output pixels starting at `ow` for the 32 channels of chunk `oc0`.
 template <int P>
-static inline void tile(const ConvArgs& a, int64_t n, int64_t oh, int64_t ow, int pixels, int64_t oc0,
-                        const uint64_t* row_base, float scale) {
+static inline void tile(const ConvArgs& a, int64_t oh, int64_t ow, int pixels, int64_t oc0,
+                        const uint64_t* row_base, float scale, float* out_row, const float* residual_row) {
   const int64_t taps = a.kernel_h * a.kernel_w;
   const int64_t block_stride = taps * a.words * kOcBlock;
   const uint64_t* pixel[P];
@@ -122,9 +122,31 @@ static inline void tile(const ConvArgs& a, int64_t n, int64_t oh, int64_t ow, in
       value_lo = _mm512_sub_epi32(value_lo, _mm512_load_si512(correction));
       value_hi = _mm512_sub_epi32(value_hi, _mm512_load_si512(correction + 16));
     }
-    float* out = a.out + n * a.out_stride_n + oh * a.out_stride_h + (ow + i) * a.out_stride_w + oc0;
-    _mm512_mask_storeu_ps(out, store_lo, _mm512_fmadd_ps(_mm512_cvtepi32_ps(value_lo), mul_lo, add_lo));
-    _mm512_mask_storeu_ps(out + 16, store_hi, _mm512_fmadd_ps(_mm512_cvtepi32_ps(value_hi), mul_hi, add_hi));
+    float* out = out_row + (ow + i) * a.out_stride_w;
+    __m512 y_lo = _mm512_fmadd_ps(_mm512_cvtepi32_ps(value_lo), mul_lo, add_lo);
+    __m512 y_hi = _mm512_fmadd_ps(_mm512_cvtepi32_ps(value_hi), mul_hi, add_hi);
+    if (a.post_slope) {  // v > 0 ? v : slope * v
+      const __m512 zero = _mm512_setzero_ps();
+      y_lo = _mm512_mask_mul_ps(y_lo, _mm512_cmp_ps_mask(y_lo, zero, _CMP_LE_OQ), y_lo,
+                                _mm512_loadu_ps(a.post_slope + oc0));
+      y_hi = _mm512_mask_mul_ps(y_hi, _mm512_cmp_ps_mask(y_hi, zero, _CMP_LE_OQ), y_hi,
+                                _mm512_loadu_ps(a.post_slope + oc0 + 16));
+    }
+    if (residual_row) {
+      const float* r = residual_row + (ow + i) * a.res_stride_w;
+      y_lo = _mm512_add_ps(y_lo, _mm512_maskz_loadu_ps(store_lo, r));
+      y_hi = _mm512_add_ps(y_hi, _mm512_maskz_loadu_ps(store_hi, r + 16));
+    }
+    if (a.post_scale) {
+      y_lo = _mm512_fmadd_ps(y_lo, _mm512_loadu_ps(a.post_scale + oc0), _mm512_loadu_ps(a.post_shift + oc0));
+      y_hi = _mm512_fmadd_ps(y_hi, _mm512_loadu_ps(a.post_scale + oc0 + 16), _mm512_loadu_ps(a.post_shift + oc0 + 16));
+    }
+    if (a.accumulate) {
+      y_lo = _mm512_add_ps(y_lo, _mm512_maskz_loadu_ps(store_lo, out));
+      y_hi = _mm512_add_ps(y_hi, _mm512_maskz_loadu_ps(store_hi, out + 16));
+    }
+    _mm512_mask_storeu_ps(out, store_lo, y_lo);
+    _mm512_mask_storeu_ps(out + 16, store_hi, y_hi);
   }
 }
 
@@ -137,9 +159,13 @@ static void conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
     const float scale = a.sample_scale ? a.sample_scale[n] : 1.0f;
     const uint64_t* row_base =
         a.packed + (n * a.buf_h + oh * a.stride_h + a.offset_h + a.buf_top) * a.buf_w * a.words;
+    // Post-ops run in the tile epilogue, so tiles write straight into `out`.
+    float* out_row = a.out + n * a.out_stride_n + oh * a.out_stride_h + oc0;
+    const float* residual_row =
+        a.residual ? a.residual + n * a.res_stride_n + oh * a.res_stride_h + oc0 : nullptr;
     for (int64_t ow = 0; ow < a.out_w; ow += kPixels) {
       const int pixels = static_cast<int>(std::min<int64_t>(kPixels, a.out_w - ow));
-      tile<kPixels>(a, n, oh, ow, pixels, oc0, row_base, scale);
+      tile<kPixels>(a, oh, ow, pixels, oc0, row_base, scale, out_row, residual_row);
     }
   }
 }

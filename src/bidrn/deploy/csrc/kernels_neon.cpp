@@ -19,10 +19,10 @@ constexpr int64_t kMaxByteWords = 31;  // 31 words x 8 bits per byte <= 255
 static void pack_rows(const PackArgs& a, int64_t begin, int64_t end) {
   for (int64_t row = begin; row < end; ++row) {
     const int64_t n = row / a.in_h, h = row % a.in_h;
-    const float* src = a.input + row * a.in_w * a.channels;
+    const float* src = a.input + n * a.in_stride_n + h * a.in_stride_h;
     uint64_t* dst = a.packed + ((n * a.buf_h + h + a.buf_top) * a.buf_w + a.buf_left) * a.words;
     double abs_sum = 0.0;
-    for (int64_t w = 0; w < a.in_w; ++w, src += a.channels, dst += a.words) {
+    for (int64_t w = 0; w < a.in_w; ++w, src += a.in_stride_w, dst += a.words) {
       for (int64_t j = 0; j < a.words; ++j) {
         const int64_t c_end = std::min<int64_t>(a.channels, (j + 1) * 64);
         uint64_t bits = 0;
@@ -51,7 +51,10 @@ static void conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
     const float scale = a.sample_scale ? a.sample_scale[n] : 1.0f;
     const uint64_t* row_base =
         a.packed + (n * a.buf_h + oh * a.stride_h + a.offset_h + a.buf_top) * a.buf_w * a.words;
-    for (int64_t oc = chunk * kOcChunk; oc < (chunk + 1) * kOcChunk && oc < a.out_channels; oc += kOcBlock) {
+    const int64_t oc0 = chunk * kOcChunk;
+    if (oc0 >= a.out_channels) continue;
+    const RowTarget target = row_target(a, n, oh, oc0);
+    for (int64_t oc = oc0; oc < oc0 + kOcChunk && oc < a.out_channels; oc += kOcBlock) {
       const uint64_t* w_block = a.weights + (oc / kOcBlock) * taps * a.words * kOcBlock;
       for (int64_t ow = 0; ow < a.out_w; ow += kPixels) {
         const int pixels = static_cast<int>(std::min<int64_t>(kPixels, a.out_w - ow));
@@ -93,7 +96,7 @@ static void conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
           uint64_t counts[kOcBlock];
           for (int v = 0; v < kVectors; ++v) vst1q_u64(counts + 2 * v, vaddq_u64(pop[i][v], widen(bytes[i][v])));
           border_correction(a, oh, ow + i, oc, kOcBlock, correction);
-          float* out = a.out + n * a.out_stride_n + oh * a.out_stride_h + (ow + i) * a.out_stride_w + oc;
+          float* out = target.base + (ow + i) * target.pixel_stride + (oc - oc0);
           for (int64_t k = 0; k < count; ++k) {
             const float value = static_cast<float>(full - 2 * static_cast<int32_t>(counts[k]) - correction[k]);
             out[k] = value * (a.multiplier[oc + k] * scale) + a.addend[oc + k];
@@ -101,6 +104,7 @@ static void conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
         }
       }
     }
+    if (a.has_post_ops()) apply_post_ops(a, n, oh, oc0, target.base);
   }
 }
 

@@ -47,34 +47,43 @@ bool parse_dims(PyObject* tuple, int64_t* out, Py_ssize_t count, const char* wha
 }
 
 template <typename T>
-T* as_pointer(unsigned long long address) {
+T* as_pointer(int64_t address) {
   return reinterpret_cast<T*>(static_cast<uintptr_t>(address));
 }
 
-constexpr Py_ssize_t kPackDims = 9;
-constexpr Py_ssize_t kConvDims = 24;
+constexpr Py_ssize_t kPackPointers = 4;   // input, threshold, packed, sample_mean_abs (out)
+constexpr Py_ssize_t kPackDims = 12;      // see PackArgs, in order
+constexpr Py_ssize_t kConvPointers = 11;  // packed, weights, tap_sums, multiplier, addend, sample_scale, out,
+                                          // post_slope, residual, post_scale, post_shift
+constexpr Py_ssize_t kConvDims = 28;      // see ConvArgs, in order
 
-bool fill_pack(PyObject* dims_tuple, unsigned long long input, unsigned long long threshold,
-               unsigned long long packed, PackArgs* a) {
-  int64_t d[kPackDims];
-  if (!parse_dims(dims_tuple, d, kPackDims, "pack dims")) return false;
-  *a = PackArgs{as_pointer<const float>(input), as_pointer<const float>(threshold), as_pointer<uint64_t>(packed),
-                nullptr, d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8]};
+bool fill_pack(PyObject* pointer_tuple, PyObject* dims_tuple, PackArgs* a, float** sample_mean_abs) {
+  int64_t p[kPackPointers], d[kPackDims];
+  if (!parse_dims(pointer_tuple, p, kPackPointers, "pack pointers") || !parse_dims(dims_tuple, d, kPackDims, "pack dims"))
+    return false;
+  *a = PackArgs{as_pointer<const float>(p[0]), as_pointer<const float>(p[1]), as_pointer<uint64_t>(p[2]), nullptr,
+                d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11]};
+  *sample_mean_abs = as_pointer<float>(p[3]);
   return true;
 }
 
-bool fill_conv(PyObject* dims_tuple, unsigned long long packed, unsigned long long weights,
-               unsigned long long tap_sums, unsigned long long multiplier, unsigned long long addend,
-               unsigned long long sample_scale, unsigned long long out, ConvArgs* a) {
-  int64_t d[kConvDims];
-  if (!parse_dims(dims_tuple, d, kConvDims, "conv dims")) return false;
-  *a = ConvArgs{as_pointer<const uint64_t>(packed), as_pointer<const uint64_t>(weights),
-                as_pointer<const int32_t>(tap_sums), as_pointer<const float>(multiplier),
-                as_pointer<const float>(addend), as_pointer<const float>(sample_scale), as_pointer<float>(out),
+bool fill_conv(PyObject* pointer_tuple, PyObject* dims_tuple, ConvArgs* a) {
+  int64_t p[kConvPointers], d[kConvDims];
+  if (!parse_dims(pointer_tuple, p, kConvPointers, "conv pointers") || !parse_dims(dims_tuple, d, kConvDims, "conv dims"))
+    return false;
+  *a = ConvArgs{as_pointer<const uint64_t>(p[0]), as_pointer<const uint64_t>(p[1]), as_pointer<const int32_t>(p[2]),
+                as_pointer<const float>(p[3]), as_pointer<const float>(p[4]), as_pointer<const float>(p[5]),
+                as_pointer<float>(p[6]),
                 d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11], d[12], d[13], d[14],
-                d[15], d[16], d[17], d[18], d[19], d[20], d[21], d[22], d[23]};
+                d[15], d[16], d[17], d[18], d[19], d[20], d[21], d[22], d[23],
+                as_pointer<const float>(p[7]), as_pointer<const float>(p[8]), as_pointer<const float>(p[9]),
+                as_pointer<const float>(p[10]), d[24], d[25], d[26], d[27]};
   if (a->out_channels_padded % kOcChunk != 0) {
     PyErr_SetString(PyExc_ValueError, "out_channels_padded must be a multiple of 32");
+    return false;
+  }
+  if (a->post_scale && !a->post_shift) {
+    PyErr_SetString(PyExc_ValueError, "post_scale needs post_shift");
     return false;
   }
   return true;
@@ -119,43 +128,38 @@ void run_conv(const ConvArgs& a, int threads) {
 }
 
 PyObject* py_pack(PyObject*, PyObject* args) {
-  unsigned long long input, threshold, packed, sample_mean_abs;
-  PyObject* dims;
+  PyObject *pointers, *dims;
   int threads;
-  if (!PyArg_ParseTuple(args, "KKKKO!i", &input, &threshold, &packed, &sample_mean_abs, &PyTuple_Type, &dims,
-                        &threads))
-    return nullptr;
+  if (!PyArg_ParseTuple(args, "O!O!i", &PyTuple_Type, &pointers, &PyTuple_Type, &dims, &threads)) return nullptr;
   PackArgs a;
-  if (!fill_pack(dims, input, threshold, packed, &a)) return nullptr;
-  Py_BEGIN_ALLOW_THREADS run_pack(a, as_pointer<float>(sample_mean_abs), threads);
+  float* sample_mean_abs;
+  if (!fill_pack(pointers, dims, &a, &sample_mean_abs)) return nullptr;
+  Py_BEGIN_ALLOW_THREADS run_pack(a, sample_mean_abs, threads);
   Py_END_ALLOW_THREADS Py_RETURN_NONE;
 }
 
 PyObject* py_conv(PyObject*, PyObject* args) {
-  unsigned long long packed, weights, tap_sums, multiplier, addend, sample_scale, out;
-  PyObject* dims;
+  PyObject *pointers, *dims;
   int threads;
-  if (!PyArg_ParseTuple(args, "KKKKKKKO!i", &packed, &weights, &tap_sums, &multiplier, &addend, &sample_scale,
-                        &out, &PyTuple_Type, &dims, &threads))
-    return nullptr;
+  if (!PyArg_ParseTuple(args, "O!O!i", &PyTuple_Type, &pointers, &PyTuple_Type, &dims, &threads)) return nullptr;
   ConvArgs a;
-  if (!fill_conv(dims, packed, weights, tap_sums, multiplier, addend, sample_scale, out, &a)) return nullptr;
+  if (!fill_conv(pointers, dims, &a)) return nullptr;
   Py_BEGIN_ALLOW_THREADS run_conv(a, threads);
   Py_END_ALLOW_THREADS Py_RETURN_NONE;
 }
 
 PyObject* py_pack_conv(PyObject*, PyObject* args) {
-  unsigned long long input, threshold, packed, sample_scale, weights, tap_sums, multiplier, addend, out;
-  PyObject *pack_dims, *conv_dims;
+  PyObject *pack_pointers, *pack_dims, *conv_pointers, *conv_dims;
   int threads;
-  if (!PyArg_ParseTuple(args, "KKKKKKKKKO!O!i", &input, &threshold, &packed, &sample_scale, &weights, &tap_sums,
-                        &multiplier, &addend, &out, &PyTuple_Type, &pack_dims, &PyTuple_Type, &conv_dims, &threads))
+  if (!PyArg_ParseTuple(args, "O!O!O!O!i", &PyTuple_Type, &pack_pointers, &PyTuple_Type, &pack_dims, &PyTuple_Type,
+                        &conv_pointers, &PyTuple_Type, &conv_dims, &threads))
     return nullptr;
   PackArgs p;
   ConvArgs c;
-  if (!fill_pack(pack_dims, input, threshold, packed, &p)) return nullptr;
-  if (!fill_conv(conv_dims, packed, weights, tap_sums, multiplier, addend, sample_scale, out, &c)) return nullptr;
-  Py_BEGIN_ALLOW_THREADS run_pack(p, as_pointer<float>(sample_scale), threads);
+  float* sample_mean_abs;
+  if (!fill_pack(pack_pointers, pack_dims, &p, &sample_mean_abs) || !fill_conv(conv_pointers, conv_dims, &c))
+    return nullptr;
+  Py_BEGIN_ALLOW_THREADS run_pack(p, sample_mean_abs, threads);
   run_conv(c, threads);
   Py_END_ALLOW_THREADS Py_RETURN_NONE;
 }
@@ -183,11 +187,10 @@ PyObject* py_set_isa(PyObject*, PyObject* args) {
 }
 
 PyMethodDef methods[] = {
-    {"pack", py_pack, METH_VARARGS,
-     "pack(input, threshold, packed, sample_mean_abs, dims, threads): pack channels-last floats to sign bits."},
-    {"conv", py_conv, METH_VARARGS,
-     "conv(packed, weights, tap_sums, multiplier, addend, sample_scale, out, dims, threads): packed conv."},
-    {"pack_conv", py_pack_conv, METH_VARARGS, "pack_conv(...): pack then conv in one call."},
+    {"pack", py_pack, METH_VARARGS, "pack(pointers, dims, threads): pack channels-last floats to sign bits."},
+    {"conv", py_conv, METH_VARARGS, "conv(pointers, dims, threads): packed convolution with epilogue."},
+    {"pack_conv", py_pack_conv, METH_VARARGS,
+     "pack_conv(pack_pointers, pack_dims, conv_pointers, conv_dims, threads): pack, then convolve."},
     {"supported_isas", py_supported_isas, METH_NOARGS, "Kernel sets this CPU can run, best first."},
     {"get_isa", py_get_isa, METH_NOARGS, "Name of the kernel set in use."},
     {"set_isa", py_set_isa, METH_VARARGS, "Select a kernel set by name."},

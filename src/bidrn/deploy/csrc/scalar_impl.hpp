@@ -13,10 +13,10 @@ static inline int popcount64(uint64_t x) { return __builtin_popcountll(x); }
 static void pack_rows(const PackArgs& a, int64_t begin, int64_t end) {
   for (int64_t row = begin; row < end; ++row) {
     const int64_t n = row / a.in_h, h = row % a.in_h;
-    const float* src = a.input + row * a.in_w * a.channels;
+    const float* src = a.input + n * a.in_stride_n + h * a.in_stride_h;
     uint64_t* dst = a.packed + ((n * a.buf_h + h + a.buf_top) * a.buf_w + a.buf_left) * a.words;
     double abs_sum = 0.0;
-    for (int64_t w = 0; w < a.in_w; ++w, src += a.channels, dst += a.words) {
+    for (int64_t w = 0; w < a.in_w; ++w, src += a.in_stride_w, dst += a.words) {
       for (int64_t j = 0; j < a.words; ++j) {
         const int64_t c_end = std::min<int64_t>(a.channels, (j + 1) * 64);
         uint64_t bits = 0;
@@ -46,6 +46,7 @@ static void conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
     if (count <= 0) continue;
     const float scale = a.sample_scale ? a.sample_scale[n] : 1.0f;
     const uint64_t* row_base = a.packed + (n * a.buf_h + oh * a.stride_h + a.offset_h + a.buf_top) * a.buf_w * a.words;
+    const RowTarget target = row_target(a, n, oh, oc0);
     for (int64_t ow = 0; ow < a.out_w; ++ow) {
       const uint64_t* pixel = row_base + (ow * a.stride_w + a.offset_w + a.buf_left) * a.words;
       std::memset(pop, 0, sizeof(pop));
@@ -60,12 +61,13 @@ static void conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
           }
         }
       border_correction(a, oh, ow, oc0, kOcChunk, correction);
-      float* out = a.out + n * a.out_stride_n + oh * a.out_stride_h + ow * a.out_stride_w + oc0;
+      float* out = target.base + ow * target.pixel_stride;
       for (int64_t k = 0; k < count; ++k) {
         const float value = static_cast<float>(full - 2 * pop[k] - correction[k]);
         out[k] = value * (a.multiplier[oc0 + k] * scale) + a.addend[oc0 + k];
       }
     }
+    if (a.has_post_ops()) apply_post_ops(a, n, oh, oc0, target.base);
   }
 }
 

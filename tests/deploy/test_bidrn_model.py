@@ -1,0 +1,81 @@
+"""Freezing the registered BiDRN model: fused units per residual form, and whole-model agreement."""
+
+import pytest
+import torch
+from torch import nn
+
+import bidrn
+from bidrn.binary import RPReLU
+from bidrn.deploy import freeze, load, save
+from bidrn.deploy.fusion import FusedLocalConvResidual
+from bidrn.nets.bidrn import LocalConvResidual
+
+TINY = {"width": 0.125, "body_input": (64, 48), "hand_input": (64, 64), "face_input": (64, 64)}
+
+
+def randomize(model, seed=0):
+    """Non-trivial BatchNorm statistics and RPReLU parameters (initial ones are identities)."""
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            count = module.num_features
+            module.running_mean.copy_(torch.rand(count, generator=generator) - 0.5)
+            module.running_var.copy_(torch.rand(count, generator=generator) + 0.5)
+            module.weight.data.copy_(torch.rand(count, generator=generator) + 0.5)
+            module.bias.data.copy_(torch.rand(count, generator=generator) - 0.5)
+        if isinstance(module, RPReLU):
+            for parameter in module.parameters():
+                parameter.data.copy_(torch.rand(parameter.shape, generator=generator) * 0.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("form", ["base", "down_scale", "fusion_up", "fusion_down", "down_sample"])
+def test_fused_unit_matches_unit(isa, form):
+    in_channels, out_channels, stride = {
+        "base": (8, 8, 1),
+        "down_scale": (8, 8, 2),
+        "fusion_up": (8, 32, 1),
+        "fusion_down": (32, 8, 1),
+        "down_sample": (8, 16, 2),
+    }[form]
+    unit = randomize(LocalConvResidual(in_channels, out_channels, 3, stride, preactivation=nn.Hardtanh()))
+    assert unit.form == form
+    frozen = freeze(nn.Sequential(unit))
+    assert isinstance(frozen[0], FusedLocalConvResidual)
+    x = torch.randn(2, in_channels, 9, 7)
+    with torch.no_grad():
+        expected, actual = unit(x), frozen(x)
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_frozen_tiny_bidrn_matches_simulated_and_round_trips(tmp_path):
+    torch.manual_seed(0)
+    model = randomize(bidrn.create_model("bidrn", **TINY))
+    images = torch.rand(2, 3, 128, 96, generator=torch.Generator().manual_seed(1))
+    frozen = freeze(model, example_inputs=(images[:1],))
+    assert frozen.bidrn_fused_units
+    with torch.no_grad():
+        expected, actual = model(images), frozen(images)
+    for name in (
+        "root_pose",
+        "body_pose",
+        "lhand_pose",
+        "rhand_pose",
+        "jaw_pose",
+        "shape",
+        "expr",
+        "cam_trans",
+        "joint_img",
+        "lhand_bbox",
+        "rhand_bbox",
+        "face_bbox",
+    ):
+        reference, value = getattr(expected, name), getattr(actual, name)
+        assert (value - reference).abs().max() <= 1e-4 * reference.abs().max(), name
+    path = save(
+        frozen, tmp_path / "tiny.bidrn.safetensors", architecture={"name": "bidrn", "overrides": TINY}
+    )
+    loaded = load(path)
+    with torch.no_grad():
+        assert torch.equal(loaded(images).body_pose, actual.body_pose)
