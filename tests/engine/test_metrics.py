@@ -139,3 +139,22 @@ def test_hand_and_face_alignments_use_their_own_roots():
     assert errors["mpvpe_all"].item() == pytest.approx(20.0 * 4 / 12, abs=1e-6)
     assert errors["mpvpe_face"].item() == pytest.approx(0.0, abs=1e-9)
     assert not math.isnan(errors["pa_mpjpe_hand"].item())
+
+
+def test_topology_of_the_embedded_body_model():
+    from bidrn.body import load_body_model
+    from bidrn.engine.metrics import mesh_topology
+
+    body = load_body_model()
+    topology = mesh_topology(body)
+    assert topology.body_joint_source == "body25"
+    assert topology.body_joint_regressor.shape == (25, body.num_vertices)
+    assert torch.allclose(topology.body_joint_regressor.sum(dim=1), torch.ones(25, dtype=torch.float64))
+    g = torch.Generator().manual_seed(5)
+    output = body(betas=torch.randn(2, 10, generator=g), body_pose=0.2 * torch.randn(2, 63, generator=g))
+    # The 25-joint regressor reproduces the layer's own body supervision joints.
+    regressed = torch.einsum("jv,bvc->bjc", topology.body_joint_regressor.float(), output.vertices)
+    assert torch.allclose(regressed[:, 14:], output.supervision_joints[:, 14:25], atol=1e-5)
+    shifted = output.vertices + torch.tensor([0.5, -1.0, 3.0])
+    for name, value in whole_body_errors(shifted, output.vertices, topology).items():
+        assert value.abs().max().item() < 1e-2, name  # float32 meshes: < 10 micrometres
