@@ -183,10 +183,15 @@ class WholeBodyNet(nn.Module):
         self.config = config
         width = config.width
         depth = config.heatmap_depth
+        sizes = (*config.body_input, *config.hand_input)
+        if min(*sizes, *config.face_input) < _FEATURE_STRIDE or any(v % _FEATURE_STRIDE for v in sizes):
+            raise ValueError(
+                f"body and hand inputs must be positive multiples of {_FEATURE_STRIDE} and the face input at "
+                f"least {_FEATURE_STRIDE} pixels per side; got body {config.body_input}, hand "
+                f"{config.hand_input}, face {config.face_input}"
+            )
         self.body_heatmap = (config.body_input[0] // _FEATURE_STRIDE, config.body_input[1] // _FEATURE_STRIDE)
         self.hand_heatmap = (config.hand_input[0] // _FEATURE_STRIDE, config.hand_input[1] // _FEATURE_STRIDE)
-        if min(*self.body_heatmap, *self.hand_heatmap) < 1 or min(config.face_input) < _FEATURE_STRIDE:
-            raise ValueError(f"inputs must be at least {_FEATURE_STRIDE} pixels on each side: {config}")
 
         self.body_encoder = build_encoder(config.body, width)
         self.hand_encoder = build_encoder(config.hand, width)
