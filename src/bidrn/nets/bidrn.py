@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from bidrn.binary import BinaryConv2d, RPReLU
-from bidrn.nets.config import BlockResidualKind, EncoderConfig, LCRForm, PreActivation
+from bidrn.nets.config import LCR_FORMS, BlockResidualKind, EncoderConfig, LCRForm, PreActivation
 from bidrn.nets.resnet import BlockPlan, Stem, init_resnet_weights, resnet_plan, stem_width
 
 __all__ = [
@@ -100,13 +100,7 @@ class LocalConvResidual(nn.Module):
         out_channels: int,
         kernel_size: int,
         stride: int = 1,
-        enabled_forms: tuple[LCRForm, ...] = (
-            "base",
-            "down_scale",
-            "fusion_up",
-            "fusion_down",
-            "down_sample",
-        ),
+        enabled_forms: tuple[LCRForm, ...] = LCR_FORMS,
         method: str = "bidrn",
         preactivation: nn.Module | None = None,
     ) -> None:
