@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -69,6 +69,13 @@ class Rasterizer(Protocol):
     ) -> Rendering:
         """Rasterise ``vertices`` (V, 3, camera frame) and ``faces`` (F, 3) with flat shading."""
         ...
+
+
+def _to_numpy(array: Any) -> np.ndarray:
+    """A numpy view of an array or (CPU/CUDA, possibly grad-tracking) torch tensor."""
+    if hasattr(array, "detach"):
+        array = array.detach().cpu().numpy()
+    return np.asarray(array)
 
 
 def face_shading(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -321,12 +328,12 @@ def render_overlay(
 ) -> np.ndarray:
     """Draw a camera-frame mesh over ``image`` with intrinsics ``focal`` = (fx, fy), ``princpt`` = (cx, cy).
 
-    ``vertices`` (V, 3) in metres, e.g. Hand4Whole's ``mesh_cam`` after rescaling the virtual camera
-    to the image (architecture.md §5). Returns an (H, W, 3) uint8 image.
+    ``vertices`` (V, 3) array or tensor in metres, e.g. Hand4Whole's ``mesh_cam`` after rescaling the
+    virtual camera to the image (architecture.md §5). Returns an (H, W, 3) uint8 image.
     """
     height, width = np.asarray(image).shape[:2]
     intrinsics = Intrinsics(focal[0], focal[1], princpt[0], princpt[1], width, height)
-    rendering = get_rasterizer(backend).render(np.asarray(vertices), np.asarray(faces), intrinsics, color)
+    rendering = get_rasterizer(backend).render(_to_numpy(vertices), _to_numpy(faces), intrinsics, color)
     return composite(image, rendering, alpha)
 
 
@@ -346,7 +353,7 @@ def render_side_view(
     ``image_size`` is (height, width); the mesh keeps its distance to the camera and is centred in
     the view. Returns an (H, W, 3) uint8 image.
     """
-    vertices = np.asarray(vertices, dtype=np.float64)
+    vertices = _to_numpy(vertices).astype(np.float64)
     center = (vertices.min(axis=0) + vertices.max(axis=0)) / 2
     t = np.deg2rad(angle_deg)
     rotation = np.array([[np.cos(t), 0.0, np.sin(t)], [0.0, 1.0, 0.0], [-np.sin(t), 0.0, np.cos(t)]])
@@ -354,5 +361,5 @@ def render_side_view(
     height, width = image_size
     canvas = np.broadcast_to(np.asarray(background, dtype=np.float64), (height, width, 3))
     intrinsics = Intrinsics(focal[0], focal[1], width / 2, height / 2, width, height)
-    rendering = get_rasterizer(backend).render(turned, np.asarray(faces), intrinsics, color)
+    rendering = get_rasterizer(backend).render(turned, _to_numpy(faces), intrinsics, color)
     return composite(canvas, rendering, alpha=1.0)
