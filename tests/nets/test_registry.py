@@ -8,7 +8,7 @@ from bidrn.nets.bidrn import BiDRNEncoder
 from bidrn.nets.pruning import pruned_fraction
 from bidrn.nets.resnet import ResNet
 
-SMALL = {"width": 0.125, "body_input": (64, 48), "hand_input": (64, 64), "face_input": (64, 64)}
+SMALL = {"width": 0.125, "body_input": (96, 64), "hand_input": (64, 64), "face_input": (64, 64)}
 
 PAPER_VARIANTS = [
     "hand4whole", "hand4whole-r18", "hand4whole-l1prune",
@@ -27,7 +27,7 @@ def test_every_paper_variant_is_registered():
 def test_forward_backward_reaches_every_trainable_parameter(name):
     torch.manual_seed(0)
     model = bidrn.create_model(name, **SMALL).train()
-    out = model(torch.rand(2, 3, 128, 96))
+    out = model(torch.rand(2, 3, 192, 128))
     generator = torch.Generator().manual_seed(1)
     loss = 0.0
     for value in out.as_dict().values():
@@ -54,7 +54,7 @@ def test_pruned_weights_are_zero_and_get_zero_gradient():
     assert pruned_fraction(model.boxnet) == 0
     conv = model.body_encoder.stages[0][0].conv2
     assert torch.all(conv.weight[conv.weight_mask == 0] == 0)
-    model(torch.rand(1, 3, 128, 96)).shape.sum().backward()
+    model(torch.rand(1, 3, 192, 128)).shape.sum().backward()
     assert torch.all(conv.weight_orig.grad[conv.weight_mask == 0] == 0)
 
 
@@ -62,7 +62,7 @@ def test_pruned_weights_are_zero_and_get_zero_gradient():
 def test_binarized_model_is_deterministic_in_eval_mode(name):
     torch.manual_seed(0)
     model = bidrn.create_model(name, **SMALL).eval()
-    images = torch.rand(2, 3, 128, 96)
+    images = torch.rand(2, 3, 192, 128)
     first, second = model(images).as_dict(), model(images).as_dict()
     for key, value in first.items():
         assert torch.equal(value, second[key]), key

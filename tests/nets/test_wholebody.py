@@ -8,7 +8,7 @@ import bidrn
 from bidrn.nets.geometry import rot6d_to_axis_angle
 from bidrn.nets.roi import roi_align
 
-SMALL = {"width": 0.125, "body_input": (64, 48), "hand_input": (64, 64), "face_input": (64, 64)}
+SMALL = {"width": 0.125, "body_input": (96, 64), "hand_input": (64, 64), "face_input": (64, 64)}
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def model():
 
 
 def test_output_shapes_follow_the_contract(model):
-    out = model(torch.rand(3, 3, 128, 96))
+    out = model(torch.rand(3, 3, 192, 128))
     expected = {
         "root_pose": (3, 3), "body_pose": (3, 63), "lhand_pose": (3, 45), "rhand_pose": (3, 45),
         "jaw_pose": (3, 3), "shape": (3, 10), "expr": (3, 10), "cam_trans": (3, 3),
@@ -33,7 +33,7 @@ def test_output_shapes_follow_the_contract(model):
 
 def test_wrong_image_size_is_refused(model):
     with pytest.raises(ValueError, match="expected images"):
-        model(torch.rand(1, 3, 64, 48))
+        model(torch.rand(1, 3, 128, 96))
 
 
 def capture(module: nn.Module, store: dict, key: str, pre: bool = False):
@@ -44,7 +44,7 @@ def capture(module: nn.Module, store: dict, key: str, pre: bool = False):
 
 def test_left_hand_is_mirrored_for_the_hand_network_and_unmirrored_after(model):
     torch.manual_seed(1)
-    images = torch.rand(2, 3, 128, 96)
+    images = torch.rand(2, 3, 192, 128)
     seen: dict = {}
     hooks = [
         capture(model.hand_encoder, seen, "encoder"),
@@ -81,7 +81,7 @@ def test_left_hand_is_mirrored_for_the_hand_network_and_unmirrored_after(model):
 def test_body_image_is_a_nearest_resize_of_the_crop(model):
     seen: dict = {}
     hook = capture(model.body_encoder, seen, "body")
-    images = torch.rand(1, 3, 128, 96)
+    images = torch.rand(1, 3, 192, 128)
     model(images)
     hook.remove()
     torch.testing.assert_close(seen["body"][0][0], images[:, :, ::2, ::2])
@@ -107,7 +107,7 @@ class FakeBodyModel(nn.Module):
 def test_attached_body_model_gives_mesh_and_relative_joints(model):
     model.attach_body_model(FakeBodyModel())
     try:
-        out = model(torch.rand(2, 3, 128, 96))
+        out = model(torch.rand(2, 3, 192, 128))
     finally:
         model.attach_body_model(None)
     assert out.mesh_cam.shape == (2, 20, 3) and out.joint_cam.shape == (2, 137, 3)
@@ -134,6 +134,6 @@ def test_standin_body_model_runs_end_to_end():
         pytest.skip(f"stand-in body model unavailable: {error}")
     torch.manual_seed(0)
     model = bidrn.create_model("hand4whole", body_model=layer, **SMALL).eval()
-    out = model(torch.rand(1, 3, 128, 96))
+    out = model(torch.rand(1, 3, 192, 128))
     assert out.joint_cam.shape == (1, 137, 3) and out.mesh_cam.shape[-1] == 3
     assert torch.isfinite(out.mesh_cam).all() and torch.isfinite(out.joint_proj).all()
