@@ -31,6 +31,19 @@ def test_output_shapes_follow_the_contract(model):
     assert out.cam_trans[:, 2].gt(0).all()
 
 
+@pytest.mark.parametrize("body_input", [(96, 64), (64, 48), (100, 70)])
+def test_heatmap_grid_is_the_encoder_output_grid(body_input):
+    model = bidrn.create_model("hand4whole", **{**SMALL, "body_input": body_input, "hand_input": (80, 80)})
+    crop = torch.rand(1, 3, 2 * body_input[0], 2 * body_input[1])
+    seen: dict = {}
+    hooks = [capture(model.body_encoder, seen, "body"), capture(model.hand_encoder, seen, "hand")]
+    model(crop)
+    for hook in hooks:
+        hook.remove()
+    assert tuple(seen["body"][1].shape[-2:]) == model.body_heatmap
+    assert tuple(seen["hand"][1].shape[-2:]) == model.hand_heatmap
+
+
 def test_wrong_image_size_is_refused(model):
     with pytest.raises(ValueError, match="expected images"):
         model(torch.rand(1, 3, 128, 96))

@@ -166,6 +166,11 @@ def project_joints(
     return torch.stack((u * heatmap_shape[1] / width, v * heatmap_shape[0] / height), dim=-1)
 
 
+def _feature_size(size: tuple[int, int]) -> tuple[int, int]:
+    """(H, W) of an encoder's output for an input of ``size``: every stride-2 layer rounds up."""
+    return (-(-size[0] // _FEATURE_STRIDE), -(-size[1] // _FEATURE_STRIDE))
+
+
 def _hidden(channels: int, width: float) -> int:
     return max(1, round(channels * width))
 
@@ -183,15 +188,13 @@ class WholeBodyNet(nn.Module):
         self.config = config
         width = config.width
         depth = config.heatmap_depth
-        sizes = (*config.body_input, *config.hand_input)
-        if min(*sizes, *config.face_input) < _FEATURE_STRIDE or any(v % _FEATURE_STRIDE for v in sizes):
+        if min(*config.body_input, *config.hand_input, *config.face_input) < _FEATURE_STRIDE:
             raise ValueError(
-                f"body and hand inputs must be positive multiples of {_FEATURE_STRIDE} and the face input at "
-                f"least {_FEATURE_STRIDE} pixels per side; got body {config.body_input}, hand "
-                f"{config.hand_input}, face {config.face_input}"
+                f"inputs must be at least {_FEATURE_STRIDE} pixels per side; got body {config.body_input}, "
+                f"hand {config.hand_input}, face {config.face_input}"
             )
-        self.body_heatmap = (config.body_input[0] // _FEATURE_STRIDE, config.body_input[1] // _FEATURE_STRIDE)
-        self.hand_heatmap = (config.hand_input[0] // _FEATURE_STRIDE, config.hand_input[1] // _FEATURE_STRIDE)
+        self.body_heatmap = _feature_size(config.body_input)
+        self.hand_heatmap = _feature_size(config.hand_input)
 
         self.body_encoder = build_encoder(config.body, width)
         self.hand_encoder = build_encoder(config.hand, width)
