@@ -48,6 +48,23 @@ def test_fused_unit_matches_unit(isa, form):
     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_next_units_hardtanh_becomes_a_clamp(isa):
+    chain = nn.Sequential(
+        LocalConvResidual(32, 8, 1, 1),  # fusion_down
+        LocalConvResidual(8, 8, 3, 1, preactivation=nn.Hardtanh()),  # base
+        LocalConvResidual(8, 32, 1, 1, preactivation=nn.Hardtanh()),  # fusion_up
+    )
+    randomize(chain)
+    frozen = freeze(chain)
+    assert frozen[0].output_clamp == (-1.0, 1.0) and frozen[1].output_clamp == (-1.0, 1.0)
+    assert isinstance(frozen[1].preactivation, nn.Identity) and isinstance(
+        frozen[2].preactivation, nn.Identity
+    )
+    x = torch.randn(2, 32, 6, 5) * 3
+    with torch.no_grad():
+        torch.testing.assert_close(frozen(x), chain(x), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.slow
 def test_frozen_tiny_bidrn_matches_simulated_and_round_trips(tmp_path):
     torch.manual_seed(0)

@@ -213,7 +213,9 @@ def freeze(model: nn.Module, example_inputs: Sequence[Any] | None = None, fuse: 
         fuse: fuse BiDRN's Local Convolution Residual units (see :mod:`bidrn.deploy.fusion`).
 
     Returns:
-        The frozen module; its :func:`frozen_layout` lists the packed layers and folded BatchNorms.
+        The frozen module, with 4-D weights in channels-last memory format (the packed layers work
+        channels-last, so the full-precision convs keep activations that way too); its
+        :func:`frozen_layout` lists the packed layers, folded BatchNorms and fused units.
     """
     if isinstance(model, BinaryLayer):
         raise BidrnError("freeze a model that contains binary layers, not a single layer")
@@ -227,16 +229,17 @@ def freeze(model: nn.Module, example_inputs: Sequence[Any] | None = None, fuse: 
         _replace(frozen, bn_name, nn.Identity())
     frozen.bidrn_folded_batchnorms = sorted(pairs.values())
     frozen.bidrn_fused_units = fuse_units(frozen) if fuse else []
-    return frozen
+    return frozen.to(memory_format=torch.channels_last)
 
 
 def fuse_units(model: nn.Module) -> list[str]:
     """Replace every fusable unit of a frozen model by its fused version; returns their names."""
-    from bidrn.deploy.fusion import FusedLocalConvResidual, can_fuse
+    from bidrn.deploy.fusion import FusedLocalConvResidual, can_fuse, fuse_preactivations
 
     names = [name for name, module in model.named_modules() if can_fuse(module)]
     for name in names:
         _replace(model, name, FusedLocalConvResidual(model.get_submodule(name)))
+    fuse_preactivations(model)
     return names
 
 

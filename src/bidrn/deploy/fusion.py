@@ -14,13 +14,18 @@ packed convolution whose epilogue applies all of them (:class:`bidrn.deploy.kern
 * BatchNorm (eval) and RPReLU's output shift ζ become one multiply-add:
   ``BN(p + r + ζ) = s·(p + r) + (s·ζ + t)``;
 * concat forms write each branch into its channel slice of the output; the Fusion Down sum
-  accumulates branches into one output (BatchNorm is linear, so its shift is added once).
+  accumulates branches into one output (BatchNorm is linear, so its shift is added once);
+* within an ``nn.Sequential`` chain of units, the next unit's Hardtanh (or ReLU) pre-activation
+  becomes a clamp at the end of this unit's epilogue (:func:`fuse_preactivations`): the chain
+  hands each unit's output only to the next one, so nothing else sees the unclamped values.
 
 The module keeps the unit's submodules and names (``convs`` now packed), so state-dict keys are
 unchanged; on the reference path (no compiled kernels) it runs the original sequence of torch ops.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import torch
 from torch import Tensor, nn
@@ -30,7 +35,7 @@ from bidrn.deploy.kernels import PostOps
 from bidrn.deploy.layers import PackedBinaryConv2d
 from bidrn.nets.bidrn import LocalConvResidual
 
-__all__ = ["FusedLocalConvResidual", "can_fuse"]
+__all__ = ["FusedLocalConvResidual", "can_fuse", "fuse_preactivations"]
 
 
 def can_fuse(unit: nn.Module) -> bool:
@@ -65,6 +70,7 @@ class FusedLocalConvResidual(nn.Module):
         self.rprelus = unit.rprelus
         self.residual = unit.residual
         self.bn = unit.bn
+        self.output_clamp: tuple[float, float] | None = None  # set by fuse_preactivations
         self._post: list[tuple[Tensor, PostOps]] | None = None
         self.register_load_state_dict_post_hook(lambda module, _keys: module.invalidate())
 
@@ -96,11 +102,14 @@ class FusedLocalConvResidual(nn.Module):
 
             shifted_addend = addend.clone()
             shifted_addend[:width] -= rprelu.shift_in.float()
+            last = not summed or index == len(self.convs) - 1
+            clamp = torch.tensor(self.output_clamp) if self.output_clamp is not None and last else None
             post = PostOps(
                 slope=_padded(rprelu.slope, multiplier),
                 scale=_padded(branch_scale, multiplier),
                 shift=_padded(branch_shift, multiplier),
                 accumulate=summed and index > 0,
+                clamp=clamp,
             )
             terms.append((shifted_addend, post))
         self._post = terms
@@ -113,7 +122,8 @@ class FusedLocalConvResidual(nn.Module):
             for conv, rprelu, part in zip(self.convs, self.rprelus, inputs, strict=True)
         ]
         merged = torch.stack(outputs).sum(dim=0) if self.form == "fusion_down" else torch.cat(outputs, dim=1)
-        return self.bn(merged)
+        out = self.bn(merged)
+        return out if self.output_clamp is None else out.clamp(*self.output_clamp)
 
     def forward(self, x: Tensor) -> Tensor:
         """Pre-activate, then one fused packed conv per branch (see the module docstring)."""
@@ -139,7 +149,9 @@ class FusedLocalConvResidual(nn.Module):
             else:
                 part, branch_residual = a_nhwc, residual_nhwc
                 target = out[..., index * width : (index + 1) * width]
-            branch_post = PostOps(post.slope, branch_residual, post.scale, post.shift, post.accumulate)
+            branch_post = PostOps(
+                post.slope, branch_residual, post.scale, post.shift, post.accumulate, post.clamp
+            )
             kernels.packed_conv(
                 part,
                 phases,
@@ -153,3 +165,37 @@ class FusedLocalConvResidual(nn.Module):
                 post=branch_post,
             )
         return out.permute(0, 3, 1, 2)
+
+
+def _clamp_bounds(module: nn.Module) -> tuple[float, float] | None:
+    if isinstance(module, nn.Hardtanh):
+        return float(module.min_val), float(module.max_val)
+    if isinstance(module, nn.ReLU):
+        return 0.0, float("inf")
+    return None
+
+
+def fuse_preactivations(model: nn.Module) -> int:
+    """Move clamp-like pre-activations of fused units into the previous unit of the same chain.
+
+    For consecutive children ``u, v`` of an ``nn.Sequential`` that are both
+    :class:`FusedLocalConvResidual` and ``v`` starts with Hardtanh or ReLU, ``u`` clamps its output
+    and ``v``'s pre-activation becomes ``nn.Identity``. Returns the number of moves.
+    """
+    moved = 0
+    for chain in model.modules():
+        if not isinstance(chain, nn.Sequential):
+            continue
+        for current, following in itertools.pairwise(chain):
+            if not (
+                isinstance(current, FusedLocalConvResidual) and isinstance(following, FusedLocalConvResidual)
+            ):
+                continue
+            bounds = _clamp_bounds(following.preactivation)
+            if bounds is None or current.output_clamp is not None:
+                continue
+            current.output_clamp = bounds
+            current.invalidate()
+            following.preactivation = nn.Identity()
+            moved += 1
+    return moved

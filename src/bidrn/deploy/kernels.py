@@ -122,8 +122,9 @@ class PostOps:
     """Element-wise operations fused after the conv epilogue (see csrc/bitconv.hpp), in this order.
 
     ``v = prelu(v, slope)``; ``v = v + residual``; ``v = v * scale + shift``; ``out = out + v`` when
-    ``accumulate`` else ``out = v``. Vectors are float32 padded like the multiplier; ``residual`` is a
-    float32 ``(N, OH, OW, O)`` view with unit channel stride.
+    ``accumulate`` else ``out = v``; ``out = clamp(out, *clamp)``. Vectors are float32 padded like the
+    multiplier; ``residual`` is a float32 ``(N, OH, OW, O)`` view with unit channel stride; ``clamp``
+    is a float32 tensor ``(lower, upper)``.
     """
 
     slope: Tensor | None = None
@@ -131,6 +132,13 @@ class PostOps:
     scale: Tensor | None = None
     shift: Tensor | None = None
     accumulate: bool = False
+    clamp: Tensor | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether any post-op is switched on."""
+        vectors = (self.slope, self.residual, self.scale, self.shift, self.clamp)
+        return self.accumulate or any(v is not None for v in vectors)
 
 
 def _unit_channel_stride(t: Tensor, what: str) -> None:
@@ -196,6 +204,7 @@ def packed_conv(
             multiplier.data_ptr(), addend.data_ptr(), _address(scale),
             out.data_ptr() + first * out.element_size(),
             _address(post.slope), _address(post.residual), _address(post.scale), _address(post.shift),
+            _address(post.clamp),
         )  # fmt: skip
 
     def conv_dims(phase: ConvPhase, rows: int, cols: int) -> tuple[int, ...]:
@@ -213,7 +222,7 @@ def packed_conv(
             pack_pointers, pack_dims, conv_pointers(phase), conv_dims(phase, *sizes[0]), threads
         )
         return out
-    if post.slope is not None or post.residual is not None or post.scale is not None or post.accumulate:
+    if post.active:
         raise ValueError("post-ops are supported for single-phase convolutions only")
     _extension.pack(pack_pointers, pack_dims, threads)
     for phase, (rows, cols) in zip(phases, sizes, strict=True):

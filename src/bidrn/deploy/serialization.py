@@ -175,4 +175,4 @@ def load(path: str | Path, skeleton: nn.Module | None = None) -> nn.Module:
     except RuntimeError as error:
         detail = " ".join(str(error).split())[:300]
         raise InputFileError(path, f"weights do not fit the model: {detail}") from error
-    return model
+    return model.to(memory_format=torch.channels_last)

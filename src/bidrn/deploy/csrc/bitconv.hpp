@@ -15,7 +15,8 @@
 //       v = v > 0 ? v : post_slope[o] * v;          (PReLU; a shift before it lives in addend)
 //       v = v + residual[n, oh, ow, o];             (float32 channels-last view with its own strides)
 //       v = v * post_scale[o] + post_shift[o];      (e.g. a BatchNorm after the residual add)
-//       out = accumulate ? out + v : v.
+//       out = accumulate ? out + v : v;
+//       out = min(max(out, post_clamp[0]), post_clamp[1]).  (the next unit's Hardtanh / ReLU)
 #pragma once
 
 #include <cstdint>
@@ -55,8 +56,9 @@ struct ConvArgs {
   const float* post_shift;       // (out_channels_padded)
   int64_t res_stride_n, res_stride_h, res_stride_w;
   int64_t accumulate;
+  const float* post_clamp;       // (2): lower and upper bound, or nullptr
 
-  bool has_post_ops() const { return post_slope || residual || post_scale || accumulate; }
+  bool has_post_ops() const { return post_slope || residual || post_scale || accumulate || post_clamp; }
 };
 
 // Pack rows [begin, end) of the flattened (batch, in_h) index range (interior words only).

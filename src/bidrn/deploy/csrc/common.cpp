@@ -50,11 +50,11 @@ void apply_post_ops(const ConvArgs& a, int64_t n, int64_t oh, int64_t oc0, const
       for (int64_t k = 0; k < count; ++k) v[k] = v[k] * scale[k] + shift[k];
     }
     float* dst = a.out + n * a.out_stride_n + oh * a.out_stride_h + ow * a.out_stride_w + oc0;
-    if (a.accumulate) {
-      for (int64_t k = 0; k < count; ++k) dst[k] += v[k];
-    } else {
-      for (int64_t k = 0; k < count; ++k) dst[k] = v[k];
-    }
+    if (a.accumulate)
+      for (int64_t k = 0; k < count; ++k) v[k] += dst[k];
+    if (a.post_clamp)
+      for (int64_t k = 0; k < count; ++k) v[k] = std::min(std::max(v[k], a.post_clamp[0]), a.post_clamp[1]);
+    for (int64_t k = 0; k < count; ++k) dst[k] = v[k];
   }
 }
 

@@ -145,6 +145,11 @@ static inline void tile(const ConvArgs& a, int64_t oh, int64_t ow, int pixels, i
       y_lo = _mm512_add_ps(y_lo, _mm512_maskz_loadu_ps(store_lo, out));
       y_hi = _mm512_add_ps(y_hi, _mm512_maskz_loadu_ps(store_hi, out + 16));
     }
+    if (a.post_clamp) {
+      const __m512 lower = _mm512_set1_ps(a.post_clamp[0]), upper = _mm512_set1_ps(a.post_clamp[1]);
+      y_lo = _mm512_min_ps(_mm512_max_ps(y_lo, lower), upper);
+      y_hi = _mm512_min_ps(_mm512_max_ps(y_hi, lower), upper);
+    }
     _mm512_mask_storeu_ps(out, store_lo, y_lo);
     _mm512_mask_storeu_ps(out + 16, store_hi, y_hi);
   }

@@ -53,8 +53,8 @@ T* as_pointer(int64_t address) {
 
 constexpr Py_ssize_t kPackPointers = 4;   // input, threshold, packed, sample_mean_abs (out)
 constexpr Py_ssize_t kPackDims = 12;      // see PackArgs, in order
-constexpr Py_ssize_t kConvPointers = 11;  // packed, weights, tap_sums, multiplier, addend, sample_scale, out,
-                                          // post_slope, residual, post_scale, post_shift
+constexpr Py_ssize_t kConvPointers = 12;  // packed, weights, tap_sums, multiplier, addend, sample_scale, out,
+                                          // post_slope, residual, post_scale, post_shift, post_clamp
 constexpr Py_ssize_t kConvDims = 28;      // see ConvArgs, in order
 
 bool fill_pack(PyObject* pointer_tuple, PyObject* dims_tuple, PackArgs* a, float** sample_mean_abs) {
@@ -77,7 +77,7 @@ bool fill_conv(PyObject* pointer_tuple, PyObject* dims_tuple, ConvArgs* a) {
                 d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11], d[12], d[13], d[14],
                 d[15], d[16], d[17], d[18], d[19], d[20], d[21], d[22], d[23],
                 as_pointer<const float>(p[7]), as_pointer<const float>(p[8]), as_pointer<const float>(p[9]),
-                as_pointer<const float>(p[10]), d[24], d[25], d[26], d[27]};
+                as_pointer<const float>(p[10]), d[24], d[25], d[26], d[27], as_pointer<const float>(p[11])};
   if (a->out_channels_padded % kOcChunk != 0) {
     PyErr_SetString(PyExc_ValueError, "out_channels_padded must be a multiple of 32");
     return false;
