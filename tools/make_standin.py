@@ -338,13 +338,13 @@ def ray_cast_front(verts: np.ndarray, faces: np.ndarray, xy: np.ndarray) -> tupl
     return np.array(hit_faces), np.array(hit_bary)
 
 
-def ibug_static_layout(pupil_mid: np.ndarray, ipd: float, nose_tip: np.ndarray, chin_y: float) -> np.ndarray:
+def ibug_static_layout(pupil_mid: np.ndarray, ipd: float, nose_tip: np.ndarray, mouth_y: float) -> np.ndarray:
     """(51, 2) x/y positions of iBUG points 17-67 from proportions of an average face.
 
     Units are the inter-pupil distance; +x is the subject's left, so iBUG's "right" side is -x.
+    ``mouth_y`` is the height where the lips meet.
     """
     px, py = pupil_mid[0], pupil_mid[1]
-    mouth_y = nose_tip[1] + 0.4 * (chin_y - nose_tip[1])
     brow = [(-0.85, 0.30), (-0.68, 0.40), (-0.50, 0.44), (-0.33, 0.43), (-0.17, 0.38)]
     pts = [(px + x * ipd, py + y * ipd) for x, y in brow]
     pts += [(px - x * ipd, py + y * ipd) for x, y in reversed(brow)]
@@ -372,6 +372,21 @@ def ibug_static_layout(pupil_mid: np.ndarray, ipd: float, nose_tip: np.ndarray, 
     ]
     pts += [(px + x * ipd, mouth_y + y * ipd) for x, y in outer + inner]
     return np.array(pts)
+
+
+def lip_contact_height(verts: np.ndarray, weights: np.ndarray, nose: int, chin: int) -> float:
+    """Height of the lip contact on the face's midline: between the upper lip (skinned to the head)
+    and the lower lip (skinned to the jaw)."""
+    front = (
+        (np.abs(verts[:, 0]) < 0.004)
+        & (verts[:, 1] < verts[nose, 1])
+        & (verts[:, 1] > verts[chin, 1])
+        & (verts[:, 2] > verts[nose, 2] - 0.03)
+    )
+    on_jaw = weights[:, JIDX["jaw"]] > 0.5
+    lower_lip_top = verts[front & on_jaw, 1].max()
+    upper_lip_bottom = verts[front & ~on_jaw & (verts[:, 1] > lower_lip_top), 1].min()
+    return float(lower_lip_top + upper_lip_bottom) / 2
 
 
 def vertex_face_table(faces: np.ndarray, num_vertices: int) -> tuple[np.ndarray, np.ndarray]:
@@ -612,7 +627,9 @@ def build(num_samples: int) -> dict[str, np.ndarray]:
     face_tris = face_tris[
         (weights[face_tris, JIDX["head"]] + weights[face_tris, JIDX["jaw"]]).min(axis=1) > 0.5
     ]
-    layout = ibug_static_layout(pupils.mean(axis=0), ipd, template[picks[0]], template[chin, 1])
+    layout = ibug_static_layout(
+        pupils.mean(axis=0), ipd, template[picks[0]], lip_contact_height(template, weights, picks[0], chin)
+    )
     hit, lmk_bary = ray_cast_front(template, face_tris, layout)
     face_index = {tuple(t): i for i, t in enumerate(faces.tolist())}
     lmk_faces = np.array([face_index[tuple(t)] for t in face_tris[hit].tolist()])
