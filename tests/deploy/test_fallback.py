@@ -49,3 +49,11 @@ def test_unknown_isa_is_a_user_error():
 
     with pytest.raises(BidrnError, match="not available"):
         kernels.set_isa("sse1")
+
+
+def test_isa_environment_variable_selects_the_kernel_set():
+    code = "from bidrn.deploy import kernels; print(kernels.active_isa())"
+    for requested in kernels.supported_isas():
+        env = {**os.environ, "BIDRN_ISA": requested}
+        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert result.stdout.strip() == requested, result.stderr

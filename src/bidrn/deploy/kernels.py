@@ -234,3 +234,16 @@ def packed_conv(
             continue
         _extension.conv(conv_pointers(phase), conv_dims(phase, rows, cols), threads)
     return out
+
+
+def _apply_isa_environment() -> None:
+    requested = os.environ.get("BIDRN_ISA", "")
+    if not requested:
+        return
+    try:
+        set_isa(requested)
+    except BidrnError as error:
+        warnings.warn(f"bidrn: BIDRN_ISA ignored: {error}", RuntimeWarning, stacklevel=2)
+
+
+_apply_isa_environment()
