@@ -70,5 +70,7 @@ def test_jaw_opens_the_mouth_and_expressions_move_the_face(rest):
     lip = SMPLX_JOINT_NAMES.index("lip_bottom")
     assert opened[lip, 1] < j["lip_bottom"][1] - 0.01
     assert np.abs(opened[SMPLX_JOINT_NAMES.index("nose1")] - j["nose1"]).max() < 1e-6
+    # the inner upper lip stays with the head while the lower lip follows the jaw
+    assert np.linalg.norm(opened[SMPLX_JOINT_NAMES.index("lip_top")] - j["lip_top"]) < 0.003
     moved = np.linalg.norm(smiling - vertices, axis=1) > 1e-3
     assert moved.any() and np.isin(np.flatnonzero(moved), layer.face_vertex_ids).all()
