@@ -1,0 +1,151 @@
+"""``bidrn predict``: whole-body meshes from images, folders or videos (see docs/predict.md).
+
+Examples::
+
+    bidrn predict photo.jpg --out out/
+    bidrn predict photos/ clip.mp4 --out out/ --boxes detections.json --batch-size 16
+    bidrn predict photo.jpg --out out/ --bbox 120,40,260,610 --body-model SMPLX_NEUTRAL.npz
+    bidrn predict photos/ --out out/ --checkpoint runs/bidrn/checkpoints/last --simulated
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bidrn.errors import BidrnError
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--checkpoint``, ``--body-model``, ``--device`` and ``--frozen/--simulated`` (shared with demo)."""
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="frozen *.bidrn.safetensors (bidrn export) or training checkpoint (bidrn train); "
+        "default: the bundled weights",
+    )
+    parser.add_argument(
+        "--body-model",
+        default=None,
+        metavar="PATH",
+        help="SMPL-X .npz/.pkl for the meshes (default: the checkpoint's, else the embedded stand-in)",
+    )
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--frozen",
+        dest="frozen",
+        action="store_true",
+        default=None,
+        help="run packed 1-bit layers (default on CPU)",
+    )
+    mode.add_argument(
+        "--simulated",
+        dest="frozen",
+        action="store_false",
+        help="run the binary layers simulated in floating point (training checkpoints only)",
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``bidrn predict``."""
+    parser.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="image files, folders of images, video files"
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    add_model_arguments(parser)
+    boxes = parser.add_mutually_exclusive_group()
+    boxes.add_argument(
+        "--bbox", default=None, metavar="X,Y,W,H", help="one person box (pixels) for every input"
+    )
+    boxes.add_argument(
+        "--boxes",
+        default=None,
+        type=Path,
+        metavar="JSON",
+        help="COCO-style person detections (several per image)",
+    )
+    parser.add_argument(
+        "--min-score",
+        type=float,
+        default=0.5,
+        help="ignore --boxes detections scored below this (default 0.5)",
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="person crops per forward pass (default 8)")
+    parser.add_argument("--video-stride", type=int, default=1, help="use every n-th video frame (default 1)")
+    parser.add_argument("--no-render", action="store_true", help="skip the overlay and side-view pictures")
+
+
+def model_path(checkpoint: str | None) -> Path:
+    """The ``--checkpoint`` given, or the bundled weights (a one-line error when they are missing)."""
+    from bidrn.deploy.predict import bundled_weights_path
+
+    if checkpoint is not None:
+        return Path(checkpoint)
+    bundled = bundled_weights_path()
+    if not bundled.is_file():
+        raise BidrnError(
+            f"{bundled}: the bundled weights are missing from this installation; pass --checkpoint "
+            "(a frozen .bidrn.safetensors from `bidrn export` or a checkpoint from `bidrn train`)"
+        )
+    return bundled
+
+
+def _warn(message: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(f"bidrn predict: warning: {message}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Discover inputs, load the model, predict in batches and print where everything went."""
+    from bidrn.deploy.inputs import discover_inputs, iter_frames, parse_bbox, read_boxes
+    from bidrn.deploy.predict import Predictor, predict_frames
+
+    single = parse_bbox(args.bbox) if args.bbox else None
+    table = read_boxes(args.boxes, args.min_score) if args.boxes else None
+    sources, problems = discover_inputs(args.inputs)
+    if not sources:
+        raise (
+            problems[0] if len(problems) == 1 else BidrnError(f"no usable input among {len(problems)} given")
+        )
+    for problem in problems:
+        _warn(f"skipping {problem}")
+    frames = iter_frames(sources, args.video_stride)
+    if len(sources) == 1 and not problems and sources[0].kind == "image":
+        frame = next(frames)  # a lone image that cannot be read is an error, not a skip
+        if isinstance(frame, BidrnError):
+            raise frame
+        frames = iter([frame])
+    predictor = Predictor.load(model_path(args.checkpoint), args.body_model, args.device, args.frozen)
+
+    def boxes_for(frame):
+        if single is not None:
+            return [single]
+        return None if table is None else table.lookup(frame)
+
+    show_progress = len(sources) > 1 or sources[0].kind == "video"
+    total = len(sources) if all(s.kind == "image" for s in sources) else None
+    report = predict_frames(
+        predictor,
+        frames,
+        args.out,
+        boxes_for,
+        args.batch_size,
+        not args.no_render,
+        show_progress,
+        total,
+        _warn,
+    )
+    if report.people == 0:
+        raise BidrnError(f"no person was predicted ({len(report.skipped) + len(problems)} inputs skipped)")
+    skipped = len(report.skipped) + len(problems)
+    print(
+        f"{report.frames} images, {report.people} people in {report.seconds:.1f} s: "
+        f"{report.images_per_second:.2f} images/s overall, {report.model_people_per_second:.1f} crops/s "
+        f"through the model ({predictor.mode}, {predictor.device.type}, batch {args.batch_size})"
+        + (f"; {skipped} skipped" if skipped else "")
+    )
+    print(f"outputs: {report.out_dir} (summary: {report.jsonl})")
+    return 0

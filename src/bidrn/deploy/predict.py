@@ -1,0 +1,570 @@
+"""Whole-body mesh recovery on images: model loading, person crops, batched inference, output files.
+
+This is the library behind ``bidrn predict`` and ``bidrn demo``::
+
+    from bidrn.deploy.predict import Predictor, predict_frames
+    predictor = Predictor.load("model.bidrn.safetensors")        # or a training checkpoint
+    report = predict_frames(predictor, frames, "out/")            # frames: bidrn.deploy.inputs
+
+Models
+    ``Predictor.load`` accepts a frozen 1-bit file (``*.bidrn.safetensors`` from ``bidrn export``)
+    or a training checkpoint (``bidrn.engine.checkpoint``: ``.safetensors`` + ``.json``, given by
+    stem or either file); any other file is refused with one line. A training checkpoint runs
+    *simulated* (binary layers as ±1 floats in torch) or is frozen on load; the frozen path is the
+    default on CPU, where the packed XOR-popcount kernels run. On CUDA the default is the simulated
+    model (the packed layers have no GPU kernels; a frozen file still runs there, on their torch
+    reference path). The device is CUDA when available unless one is asked for.
+
+Crops
+    Exactly the training crop (``bidrn.data``): the person box is sanitised, given the crop's
+    aspect (w/h = 0.75) and enlarged by 1.25 (:func:`bidrn.data.geometry.prepare_person_box`),
+    warped bilinearly to Hand4Whole's 512×384 crop, then resized like
+    :class:`bidrn.engine.resolution.ResizedSamples` when the model takes a smaller crop. Without a
+    box the whole image is the person box.
+
+Camera
+    The network predicts ``cam_trans`` for a virtual camera of the canonical 256×192 body image
+    (focal 5000 px, principal point at its centre; :mod:`bidrn.nets.wholebody`). In the original
+    image's pixels that camera is, for the prepared box ``(x, y, w, h)``::
+
+        focal   = (5000 / 192 · w, 5000 / 256 · h)
+        princpt = (x + w / 2, y + h / 2)
+
+    (Hand4Whole's demo convention). Meshes are in the OpenCV camera frame (x right, y down, z
+    forward, metres): ``vertices = SMPL-X(parameters) + cam_trans`` projects onto the original
+    image with ``u = fx·X/Z + cx``, ``v = fy·Y/Z + cy``.
+
+Outputs, per person ``k`` of a frame named ``NAME`` (file stem, or ``<video stem>_<frame>``)
+    ``NAME_pK_mesh.obj``, ``NAME_pK_params.npz`` / ``.json`` (Hand4Whole's names plus the camera,
+    the box and the parameter layout in ``metadata``), ``NAME_pK_overlay.png`` (mesh over the
+    original image), ``NAME_pK_side.png`` (turned by 90°); one line per person in
+    ``predictions.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from safetensors import SafetensorError, safe_open
+from torch import nn
+from tqdm import tqdm
+
+from bidrn.body import load_body_model
+from bidrn.body.export import save_mesh, save_parameters, select_parameters
+from bidrn.body.render import render_overlay, render_side_view
+from bidrn.data import geometry
+from bidrn.data.targets import warp_image
+from bidrn.deploy.freeze import freeze
+from bidrn.deploy.inputs import Frame, PersonBox
+from bidrn.deploy.serialization import FORMAT_TAG as FROZEN_FORMAT
+from bidrn.deploy.serialization import load as load_frozen
+from bidrn.deploy.serialization import read_metadata
+from bidrn.engine.checkpoint import FORMAT_TAG as CHECKPOINT_FORMAT
+from bidrn.engine.checkpoint import checkpoint_stem, load_checkpoint, load_weights_into
+from bidrn.engine.resolution import PAPER_CROP
+from bidrn.errors import BidrnError, InputFileError
+from bidrn.nets.wholebody import CANONICAL_BODY_INPUT, FOCAL, WholeBodyOutput
+
+__all__ = [
+    "BUNDLED_WEIGHTS",
+    "OUTPUT_FORMAT",
+    "ModelInfo",
+    "PersonCrop",
+    "PersonResult",
+    "PredictionReport",
+    "Predictor",
+    "bundled_weights_path",
+    "image_camera",
+    "load_model",
+    "person_crop",
+    "predict_frames",
+    "resolve_device",
+    "samples_path",
+    "write_person",
+]
+
+BUNDLED_WEIGHTS = "bidrn-synth-tiny.bidrn.safetensors"
+"""File name of the weights shipped in ``bidrn/assets/weights`` (frozen 1-bit format)."""
+OUTPUT_FORMAT = "bidrn-prediction"
+"""``metadata.format`` of every parameter file written here."""
+CAMERA_CONVENTION = (
+    "OpenCV pinhole in original-image pixels: x right, y down, z forward (metres); "
+    "vertices = SMPL-X(parameters) + cam_trans; u = fx*X/Z + cx, v = fy*Y/Z + cy"
+)
+POSE_LAYOUT = (
+    "axis-angle (3 per joint); root_pose = global orientation, body_pose = 21 SMPL-X body joints, "
+    "lhand_pose/rhand_pose = 15 finger joints each, jaw_pose = jaw"
+)
+
+
+def bundled_weights_path() -> Path:
+    """Where the bundled frozen weights live inside the installed package (the file may be absent)."""
+    return Path(str(resources.files("bidrn.assets").joinpath("weights", BUNDLED_WEIGHTS)))
+
+
+def samples_path() -> Path:
+    """The folder of packaged sample images (``astronaut.jpg``, ``synth-test/``)."""
+    return Path(str(resources.files("bidrn.assets").joinpath("samples")))
+
+
+def resolve_device(requested: str | None = None) -> torch.device:
+    """``"cpu"``, ``"cuda"`` / ``"cuda:N"`` or ``None`` (CUDA when available); refuses missing CUDA."""
+    if requested is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise BidrnError(f"--device {requested!r}: expected cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BidrnError(f"--device {requested}: CUDA is not available here; use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise BidrnError(f"--device {requested!r}: expected cpu or cuda")
+    return device
+
+
+# -- models --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelInfo:
+    """What :func:`load_model` loaded.
+
+    Attributes:
+        path: the checkpoint as given.
+        file_format: ``"frozen"`` (``bidrn export``) or ``"training"`` (``bidrn train``).
+        name: registry name of the model.
+        overrides: its constructor overrides.
+        frozen: whether the model runs packed 1-bit layers (else simulated binary layers).
+        body_model: body-model file the checkpoint records (training checkpoints), or ``None``.
+    """
+
+    path: Path
+    file_format: Literal["frozen", "training"]
+    name: str
+    overrides: dict[str, Any]
+    frozen: bool
+    body_model: str | None = None
+
+
+_NOT_OURS = (
+    "not a bidrn checkpoint (expected a frozen *.bidrn.safetensors from `bidrn export` "
+    "or a training checkpoint from `bidrn train`)"
+)
+
+
+def _weights_file(path: Path) -> Path:
+    """The safetensors file behind a checkpoint argument (the file itself, or a stem's weights)."""
+    if path.is_dir():
+        raise InputFileError(path, "is a folder; pass the checkpoint file")
+    if path.suffix == ".json" or (not path.is_file() and checkpoint_stem(path) == path):
+        stem = checkpoint_stem(path)
+        candidate = stem.with_name(stem.name + ".safetensors")
+        if candidate.is_file():
+            return candidate
+    if not path.is_file():
+        raise InputFileError(path, "checkpoint not found")
+    return path
+
+
+def _file_format(path: Path) -> str:
+    """The ``format`` tag in a safetensors header; one-line error for anything that is not ours."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError):
+        raise InputFileError(path, _NOT_OURS) from None
+    tag = metadata.get("format")
+    if tag not in (FROZEN_FORMAT, CHECKPOINT_FORMAT):
+        raise InputFileError(path, _NOT_OURS)
+    return tag
+
+
+def load_model(
+    path: str | Path, device: torch.device | str = "cpu", frozen: bool | None = None
+) -> tuple[nn.Module, ModelInfo]:
+    """Load a frozen file or a training checkpoint as an eval-mode model on ``device``.
+
+    Args:
+        path: frozen ``*.bidrn.safetensors``, or a training checkpoint's stem / ``.safetensors`` /
+            ``.json``.
+        device: where the model runs.
+        frozen: run packed 1-bit layers (``True``), simulated binary layers (``False``) or the
+            default for the device (frozen on CPU, simulated on CUDA for training checkpoints).
+
+    Raises:
+        InputFileError: missing file, a file that is not one of ours, or weights that do not fit.
+    """
+    path = Path(path)
+    device = torch.device(device)
+    weights = _weights_file(path)
+    if _file_format(weights) == FROZEN_FORMAT:
+        if frozen is False:
+            raise InputFileError(
+                path, "is a frozen 1-bit model and runs only frozen; pass the training checkpoint to simulate"
+            )
+        architecture = read_metadata(weights)["architecture"] or {}
+        model = load_frozen(weights)
+        info = ModelInfo(
+            path, "frozen", architecture.get("name", "?"), architecture.get("overrides", {}), True
+        )
+        return model.to(device).eval(), info
+
+    checkpoint = load_checkpoint(weights, with_state=False)
+    if not checkpoint.model_name:
+        raise InputFileError(path, "checkpoint does not record its model name")
+    import bidrn
+
+    model = bidrn.create_model(checkpoint.model_name, **checkpoint.model_overrides).eval()
+    load_weights_into(model, checkpoint, path)
+    run_frozen = device.type == "cpu" if frozen is None else frozen
+    if run_frozen:
+        example = torch.zeros(1, 3, *model.config.crop_input)
+        try:
+            model = freeze(model, example_inputs=(example,))
+        except BidrnError as error:
+            raise InputFileError(path, f"cannot freeze this model ({error}); use --simulated") from None
+    info = ModelInfo(
+        path,
+        "training",
+        checkpoint.model_name,
+        checkpoint.model_overrides,
+        run_frozen,
+        checkpoint.info.get("body_model"),
+    )
+    return model.to(device).eval(), info
+
+
+# -- crops and cameras -------------------------------------------------------------------------------
+@dataclass
+class PersonCrop:
+    """One person's network input and the camera that maps the prediction back onto the image.
+
+    Attributes:
+        pixels: ``(3, H, W)`` float32 crop in [0, 1] at the model's crop size.
+        box: prepared person box ``(x, y, w, h)`` in original-image pixels.
+        focal: ``(fx, fy)`` of the network's camera in original-image pixels.
+        princpt: ``(cx, cy)`` likewise.
+    """
+
+    pixels: torch.Tensor
+    box: np.ndarray
+    focal: tuple[float, float]
+    princpt: tuple[float, float]
+
+
+def image_camera(box: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
+    """``(focal, princpt)`` in original-image pixels of the network's camera for a prepared box."""
+    x, y, w, h = (float(v) for v in box)
+    height, width = CANONICAL_BODY_INPUT
+    focal = (FOCAL[0] / width * w, FOCAL[1] / height * h)
+    return focal, (x + w / 2.0, y + h / 2.0)
+
+
+def person_crop(image: np.ndarray, box_xywh: Any, crop_shape: tuple[int, int]) -> PersonCrop | None:
+    """The training crop of a person box (see the module docstring); ``None`` if the box misses the image."""
+    height, width = image.shape[:2]
+    prepared = geometry.prepare_person_box(np.asarray(box_xywh, dtype=np.float64), height, width)
+    if prepared is None:
+        return None
+    affine = geometry.crop_affine(prepared, 1.0, 0.0, *PAPER_CROP)
+    crop = warp_image(image, affine, *PAPER_CROP).astype(np.float32) / 255.0
+    pixels = torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))
+    if tuple(crop_shape) != PAPER_CROP:
+        pixels = F.interpolate(pixels[None], size=tuple(crop_shape), mode="bilinear", antialias=True)[0]
+    focal, princpt = image_camera(prepared)
+    return PersonCrop(pixels, prepared, focal, princpt)
+
+
+# -- the predictor -------------------------------------------------------------------------------------
+class Predictor:
+    """A loaded whole-body model with its body model, ready for batches of person crops.
+
+    Args:
+        model: a :class:`~bidrn.nets.wholebody.WholeBodyNet` (frozen or not) in eval mode.
+        body_model: the SMPL-X layer meshes are made with; attached to ``model``.
+        device: where both run.
+        info: what was loaded (recorded in every output file).
+    """
+
+    def __init__(
+        self, model: nn.Module, body_model: nn.Module, device: torch.device, info: ModelInfo
+    ) -> None:
+        self.model = model.to(device).eval()
+        self.body_model = body_model.to(device)
+        self.model.attach_body_model(self.body_model)
+        self.device = device
+        self.info = info
+
+    @classmethod
+    def load(
+        cls,
+        checkpoint: str | Path,
+        body_model: str | Path | None = None,
+        device: str | None = None,
+        frozen: bool | None = None,
+    ) -> Predictor:
+        """Load a checkpoint (:func:`load_model`) and a body model (the checkpoint's, else the stand-in)."""
+        chosen = resolve_device(device)
+        model, info = load_model(checkpoint, chosen, frozen)
+        layer = load_body_model(body_model or info.body_model)
+        return cls(model, layer, chosen, info)
+
+    @property
+    def crop_shape(self) -> tuple[int, int]:
+        """(H, W) of the person crop the model takes."""
+        return tuple(self.model.config.crop_input)
+
+    @property
+    def body_model_name(self) -> str:
+        """The body model's name from its metadata (the stand-in says so), else its file name."""
+        try:
+            name = json.loads(self.body_model.metadata).get("name")
+        except (json.JSONDecodeError, TypeError, AttributeError):
+            name = None
+        return str(name or Path(str(self.body_model.source)).name)
+
+    @property
+    def mode(self) -> str:
+        """``"frozen 1-bit"`` or ``"simulated"``."""
+        return "frozen 1-bit" if self.info.frozen else "simulated"
+
+    @torch.no_grad()
+    def run(self, pixels: torch.Tensor) -> WholeBodyOutput:
+        """Predict a batch of crops ``(B, 3, H, W)``; the output includes ``mesh_cam``."""
+        return self.model(pixels.to(self.device))
+
+
+# -- outputs ------------------------------------------------------------------------------------------
+@dataclass
+class PersonResult:
+    """One person's prediction, ready to be written.
+
+    Attributes:
+        frame: the frame the person is in.
+        index: the person's number within the frame (0-based, in box order).
+        crop: the crop and camera used.
+        detection: the box as given (``None`` when the whole image was used).
+        parameters: Hand4Whole-named parameters (flat float arrays).
+        vertices: ``(V, 3)`` camera-frame mesh in metres (``mesh_cam``).
+    """
+
+    frame: Frame
+    index: int
+    crop: PersonCrop
+    detection: PersonBox | None
+    parameters: dict[str, np.ndarray]
+    vertices: np.ndarray
+
+    @property
+    def stem(self) -> str:
+        """Prefix of this person's output files."""
+        return f"{self.frame.name}_p{self.index}"
+
+
+def _metadata(result: PersonResult, predictor: Predictor) -> dict[str, Any]:
+    height, width = result.frame.image.shape[:2]
+    detection = result.detection
+    return {
+        "format": OUTPUT_FORMAT,
+        "version": 1,
+        "input": str(result.frame.source),
+        "frame_index": result.frame.frame_index,
+        "person_index": result.index,
+        "image_size": [height, width],
+        "bbox": [float(v) for v in result.crop.box],
+        "detection_bbox": None if detection is None else list(detection.xywh),
+        "score": None if detection is None else detection.score,
+        "focal": list(result.crop.focal),
+        "princpt": list(result.crop.princpt),
+        "camera": CAMERA_CONVENTION,
+        "pose_layout": POSE_LAYOUT,
+        "rotation_format": "axis-angle",
+        "flat_hand_mean": bool(predictor.body_model.flat_hand_mean),
+        "use_pca": bool(predictor.body_model.use_pca),
+        "num_betas": int(predictor.body_model.num_betas),
+        "num_expression_coeffs": int(predictor.body_model.num_expression_coeffs),
+        "body_model": predictor.body_model_name,
+        "model": predictor.info.name,
+        "checkpoint": str(predictor.info.path),
+        "inference": predictor.mode,
+    }
+
+
+def write_person(
+    out_dir: Path, result: PersonResult, predictor: Predictor, render: bool = True
+) -> dict[str, Any]:
+    """Write one person's mesh, parameter files and (with ``render``) pictures; returns its summary record."""
+    metadata = _metadata(result, predictor)
+    files = {
+        "mesh": save_mesh(out_dir / f"{result.stem}_mesh.obj", result.vertices, predictor.body_model.faces),
+        "params_npz": save_parameters(
+            out_dir / f"{result.stem}_params.npz", result.parameters, metadata=metadata
+        ),
+        "params_json": save_parameters(
+            out_dir / f"{result.stem}_params.json", result.parameters, metadata=metadata
+        ),
+    }
+    if render:
+        image = result.frame.image
+        faces = predictor.body_model.faces
+        overlay = render_overlay(image, result.vertices, faces, result.crop.focal, result.crop.princpt)
+        side = render_side_view(result.vertices, faces, result.crop.focal, image.shape[:2])
+        files["overlay"] = out_dir / f"{result.stem}_overlay.png"
+        files["side"] = out_dir / f"{result.stem}_side.png"
+        Image.fromarray(overlay).save(files["overlay"])
+        Image.fromarray(side).save(files["side"])
+    return {
+        "input": metadata["input"],
+        "frame_index": metadata["frame_index"],
+        "name": result.frame.name,
+        "person": result.index,
+        "bbox": metadata["bbox"],
+        "score": metadata["score"],
+        "focal": metadata["focal"],
+        "princpt": metadata["princpt"],
+        "cam_trans": result.parameters["cam_trans"].tolist(),
+        "files": {key: path.name for key, path in files.items()},
+    }
+
+
+@dataclass
+class PredictionReport:
+    """What :func:`predict_frames` did.
+
+    Attributes:
+        out_dir: the output folder.
+        frames: frames read (images and video frames).
+        people: persons predicted and written.
+        skipped: one line per skipped input or person.
+        seconds: wall time of the whole run (reading, inference, writing).
+        model_seconds: time spent in the network and body model.
+        records: the lines written to ``predictions.jsonl``.
+    """
+
+    out_dir: Path
+    frames: int = 0
+    people: int = 0
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    model_seconds: float = 0.0
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def jsonl(self) -> Path:
+        """The summary file."""
+        return self.out_dir / "predictions.jsonl"
+
+    @property
+    def images_per_second(self) -> float:
+        """Frames per second of wall time, everything included."""
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def model_people_per_second(self) -> float:
+        """Person crops per second through the network and body model."""
+        return self.people / self.model_seconds if self.model_seconds > 0 else 0.0
+
+
+def _warn(message: str) -> None:
+    tqdm.write(f"warning: {message}", file=sys.stderr)
+
+
+def predict_frames(
+    predictor: Predictor,
+    frames: Iterable[Frame | InputFileError],
+    out_dir: str | Path,
+    boxes_for: Callable[[Frame], list[PersonBox] | None] = lambda frame: None,
+    batch_size: int = 8,
+    render: bool = True,
+    progress: bool = False,
+    total: int | None = None,
+    warn: Callable[[str], None] = _warn,
+) -> PredictionReport:
+    """Predict every person of every frame in batches and write their outputs to ``out_dir``.
+
+    Args:
+        predictor: the loaded model.
+        frames: decoded frames; an :class:`~bidrn.errors.InputFileError` in their place is skipped
+            with a warning.
+        out_dir: output folder (created).
+        boxes_for: the person boxes of a frame, or ``None`` to use the whole image.
+        batch_size: crops per forward pass.
+        render: also write the overlay and side-view pictures.
+        progress: show a progress bar over frames.
+        total: number of frames for the progress bar, if known.
+        warn: called with one line per skipped input or person.
+    """
+    if batch_size < 1:
+        raise BidrnError(f"--batch-size must be at least 1, got {batch_size}")
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputFileError(out, f"cannot create the output folder ({error.strerror})") from None
+    report = PredictionReport(out)
+    pending: list[tuple[Frame, int, PersonCrop, PersonBox | None]] = []
+    start = time.perf_counter()
+
+    def skip(message: str) -> None:
+        report.skipped.append(message)
+        warn(f"skipping {message}")
+
+    def flush(handle: Any) -> None:
+        if not pending:
+            return
+        tick = time.perf_counter()
+        output = predictor.run(torch.stack([crop.pixels for _, _, crop, _ in pending]))
+        vertices = output.mesh_cam.float().cpu().numpy()
+        report.model_seconds += time.perf_counter() - tick
+        for row, (frame, index, crop, detection) in enumerate(pending):
+            result = PersonResult(
+                frame, index, crop, detection, select_parameters(output, row), vertices[row]
+            )
+            record = write_person(out, result, predictor, render)
+            handle.write(json.dumps(record) + "\n")
+            report.records.append(record)
+            report.people += 1
+        pending.clear()
+
+    with (
+        report.jsonl.open("w") as handle,
+        tqdm(total=total, disable=not progress, unit="img", desc="predict", file=sys.stderr) as bar,
+    ):
+        for frame in frames:
+            bar.update(1)
+            if isinstance(frame, InputFileError):
+                skip(str(frame))
+                continue
+            report.frames += 1
+            height, width = frame.image.shape[:2]
+            boxes = boxes_for(frame)
+            if boxes is not None and not boxes:
+                skip(f"{frame.source}{_frame_label(frame)}: no person boxes for it in the boxes file")
+            given: list[PersonBox | None] = [None] if boxes is None else list(boxes)
+            for index, box in enumerate(given):
+                crop = person_crop(
+                    frame.image, (0, 0, width, height) if box is None else box.xywh, predictor.crop_shape
+                )
+                if crop is None:
+                    skip(f"{frame.source}{_frame_label(frame)}: person box {list(box.xywh)} lies outside the "
+                         f"{width}x{height} image")  # fmt: skip
+                    continue
+                pending.append((frame, index, crop, box))
+                if len(pending) >= batch_size:
+                    flush(handle)
+        flush(handle)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _frame_label(frame: Frame) -> str:
+    return "" if frame.frame_index is None else f" frame {frame.frame_index}"
