@@ -87,3 +87,17 @@ def test_overlay_and_side_view(standin):
     side = render_side_view(vertices, faces, (intr.fx, intr.fy), (intr.height, intr.width), backend="numpy")
     covered = (side != 255).any(axis=-1)
     assert 1000 < covered.sum() < mask.sum()  # a turned body (arms towards the camera) covers less
+
+
+def _rasterizer_name(_):
+    return get_rasterizer("auto").name
+
+
+def test_forked_worker_after_gl_falls_back_instead_of_hanging():
+    if not render.gl_available():
+        pytest.skip("no offscreen GL context here (moderngl or an EGL driver is missing)")
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        names = pool.map_async(_rasterizer_name, range(2)).get(timeout=60)
+    assert names == ["numpy", "numpy"]

@@ -19,7 +19,7 @@ its vertical axis, as whole-body demos do.
 
 from __future__ import annotations
 
-import functools
+import os
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -279,12 +279,24 @@ class GLRasterizer:
         return Rendering(rgba[..., :3].astype(np.float64), mask, depth)
 
 
-@functools.lru_cache(maxsize=1)
+_GL_BY_PROCESS: dict[int, GLRasterizer | None] = {}
+"""The GL rasteriser made by each process (None: none could be made)."""
+
+
 def _gl_rasterizer() -> GLRasterizer | None:
-    try:
-        return GLRasterizer()
-    except Exception:  # any missing library / driver / display problem means "no GL here"
-        return None
+    """This process's GL rasteriser, made on first use.
+
+    A process forked after its parent made a GL context inherits the driver's threads and locks
+    in an unusable state (making a new context there hangs), so such a child uses numpy instead.
+    """
+    pid = os.getpid()
+    if pid not in _GL_BY_PROCESS:
+        inherited = any(r is not None for r in _GL_BY_PROCESS.values())
+        try:
+            _GL_BY_PROCESS[pid] = None if inherited else GLRasterizer()
+        except Exception:  # any missing library / driver / display problem means "no GL here"
+            _GL_BY_PROCESS[pid] = None
+    return _GL_BY_PROCESS[pid]
 
 
 def gl_available() -> bool:
