@@ -100,7 +100,13 @@ def _warn(message: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Discover inputs, load the model, predict in batches and print where everything went."""
-    from bidrn.deploy.inputs import discover_inputs, iter_frames, parse_bbox, read_boxes
+    from bidrn.deploy.inputs import (
+        discover_inputs,
+        iter_frames,
+        parse_bbox,
+        read_boxes,
+        require_video_reader,
+    )
     from bidrn.deploy.predict import Predictor, predict_frames
 
     single = parse_bbox(args.bbox) if args.bbox else None
@@ -112,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         )
     for problem in problems:
         _warn(f"skipping {problem}")
+    for video in (s.path for s in sources if s.kind == "video"):
+        require_video_reader(video)
     frames = iter_frames(sources, args.video_stride)
     if len(sources) == 1 and not problems and sources[0].kind == "image":
         frame = next(frames)  # a lone image that cannot be read is an error, not a skip

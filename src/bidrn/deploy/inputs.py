@@ -55,6 +55,7 @@ __all__ = [
     "read_boxes",
     "read_image_file",
     "read_image_header",
+    "require_video_reader",
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -193,13 +194,19 @@ def read_image_file(path: str | Path) -> np.ndarray:
             raise InputFileError(path, f"cannot decode image ({_one_line(error)})") from None
 
 
-def _video_frames(path: Path, stride: int) -> Iterator[tuple[int, np.ndarray]]:
+def require_video_reader(path: str | Path) -> Any:
+    """The PyAV module, or a one-line :class:`~bidrn.errors.BidrnError` naming the video and the extra."""
     try:
         import av
     except ImportError:
         raise BidrnError(
             f"{path}: reading videos needs PyAV; install it with: pip install 'bidrn[video]'"
         ) from None
+    return av
+
+
+def _video_frames(path: Path, stride: int) -> Iterator[tuple[int, np.ndarray]]:
+    av = require_video_reader(path)
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError) as error:
