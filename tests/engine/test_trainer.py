@@ -155,3 +155,9 @@ def test_ddp_two_cpu_processes_hold_identical_weights(tmp_path):
     single.fit()
     for name, value in single.model.state_dict().items():
         assert torch.allclose(value, rank0[name], atol=1e-6), name
+
+    # Sharded evaluation gathers all 5 samples, in order, identically on both ranks.
+    evaluated = [json.loads((tmp_path / f"eval{rank}.json").read_text()) for rank in (0, 1)]
+    assert evaluated[0] == evaluated[1]
+    assert len(evaluated[0]["mpvpe_all"]) == 5
+    assert evaluated[0]["mpvpe_all"] == pytest.approx([1.0] * 5, abs=1e-3)
