@@ -124,6 +124,17 @@ def test_frozen_file_cannot_run_simulated(checkpoints):
         load_model(checkpoints["frozen"], "cpu", frozen=False)
 
 
+def test_full_precision_checkpoint_runs_unfrozen_and_cannot_be_frozen(tmp_path):
+    overrides = {"width": 0.0625, "body_input": [64, 64], "hand_input": [64, 64], "face_input": [64, 64]}
+    model = bidrn.create_model("hand4whole", **overrides)
+    save_checkpoint(tmp_path / "fp", model, {"model": "hand4whole", "model_overrides": overrides})
+    loaded, info = load_model(tmp_path / "fp", "cpu")
+    assert not info.binarized and not info.frozen
+    assert Predictor(loaded, load_body_model(), torch.device("cpu"), info).mode == "full precision"
+    with pytest.raises(InputFileError, match="no binary layers to freeze"):
+        load_model(tmp_path / "fp", "cpu", frozen=True)
+
+
 def test_files_that_are_not_ours_are_refused(tmp_path):
     pickle_like = tmp_path / "model.pth"
     pickle_like.write_bytes(b"\x80\x04\x95" + bytes(100))

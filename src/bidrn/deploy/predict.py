@@ -60,6 +60,7 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 from tqdm import tqdm
 
+from bidrn.binary import BinaryLayer
 from bidrn.body import load_body_model
 from bidrn.body.export import save_mesh, save_parameters, select_parameters
 from bidrn.body.render import render_overlay, render_side_view
@@ -145,6 +146,7 @@ class ModelInfo:
         overrides: its constructor overrides.
         frozen: whether the model runs packed 1-bit layers (else simulated binary layers).
         body_model: body-model file the checkpoint records (training checkpoints), or ``None``.
+        binarized: whether the model has binary layers at all (``False`` for Hand4Whole).
     """
 
     path: Path
@@ -153,6 +155,7 @@ class ModelInfo:
     overrides: dict[str, Any]
     frozen: bool
     body_model: str | None = None
+    binarized: bool = True
 
 
 _NOT_OURS = (
@@ -225,7 +228,10 @@ def load_model(
 
     model = bidrn.create_model(checkpoint.model_name, **checkpoint.model_overrides).eval()
     load_weights_into(model, checkpoint, path)
-    run_frozen = device.type == "cpu" if frozen is None else frozen
+    binarized = any(isinstance(module, BinaryLayer) for module in model.modules())
+    if frozen and not binarized:
+        raise InputFileError(path, f"model {checkpoint.model_name!r} has no binary layers to freeze")
+    run_frozen = binarized and (device.type == "cpu" if frozen is None else frozen)
     if run_frozen:
         example = torch.zeros(1, 3, *model.config.crop_input)
         try:
@@ -239,6 +245,7 @@ def load_model(
         checkpoint.model_overrides,
         run_frozen,
         checkpoint.info.get("body_model"),
+        binarized,
     )
     return model.to(device).eval(), info
 
@@ -344,7 +351,9 @@ class Predictor:
 
     @property
     def mode(self) -> str:
-        """``"frozen 1-bit"`` or ``"simulated"``."""
+        """``"frozen 1-bit"``, ``"simulated"`` (binary layers in floating point) or ``"full precision"``."""
+        if not self.info.binarized:
+            return "full precision"
         return "frozen 1-bit" if self.info.frozen else "simulated"
 
     @torch.no_grad()
