@@ -1,0 +1,51 @@
+"""bidrn export / bidrn bench, driven through the CLI entry point."""
+
+import json
+
+import torch
+
+import bidrn
+from bidrn.cli import main
+from bidrn.deploy import load
+from bidrn.engine.checkpoint import save_checkpoint
+
+TINY = {"width": 0.125, "body_input": [64, 48], "hand_input": [64, 64], "face_input": [64, 64]}
+
+
+def test_export_writes_a_loadable_frozen_model(tmp_path, capsys):
+    model = bidrn.create_model("bidrn", **TINY).eval()
+    stem = tmp_path / "checkpoints" / "last"
+    save_checkpoint(stem, model, {"model": "bidrn", "model_overrides": TINY})
+    out = tmp_path / "tiny.bidrn.safetensors"
+    assert main(["export", "--checkpoint", str(stem), "--out", str(out), "--fp16"]) == 0
+    assert "packed layers" in capsys.readouterr().out
+    frozen = load(out)
+    images = torch.rand(1, 3, 128, 96)
+    with torch.no_grad():
+        expected, actual = model(images), frozen(images)
+    assert torch.allclose(actual.cam_trans, expected.cam_trans, rtol=1e-2, atol=1e-3)
+
+
+def test_export_reports_bad_checkpoints_in_one_line(tmp_path, capsys):
+    assert main(["export", "--checkpoint", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
+    error = capsys.readouterr().err
+    assert "missing.safetensors" in error and "Traceback" not in error
+
+
+def test_fp_only_checkpoint_cannot_be_exported(tmp_path, capsys):
+    model = bidrn.create_model("hand4whole", **TINY)
+    stem = tmp_path / "fp"
+    save_checkpoint(stem, model, {"model": "hand4whole", "model_overrides": TINY})
+    assert main(["export", "--checkpoint", str(stem), "--out", str(tmp_path / "fp.bidrn.safetensors")]) == 2
+    assert "no binary layers" in capsys.readouterr().err
+
+
+def test_bench_layers_json(capsys):
+    argv = ["bench", "--json", "--layers-only", "--batch", "1", "--threads", "1", "--repeats", "1"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    names = [row["name"] for row in report["layers"]]
+    assert "conv3x3_256x256_16x12" in names and "conv3x3_64x64_64x48" in names
+    for row in report["layers"]:
+        assert row["fp32_ms"] > 0 and row["packed_ms"] > 0
+        assert abs(row["speedup"] - row["fp32_ms"] / row["packed_ms"]) < 1e-9
