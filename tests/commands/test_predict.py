@@ -224,3 +224,19 @@ def test_video_without_pyav_asks_for_the_extra(tmp_path, capsys, checkpoints, mo
     code, _, err = run_cli(capsys, path, "--out", tmp_path / "out", "--checkpoint", checkpoints["frozen"])
     assert code == 2
     assert_one_line_error(err, path, "pip install 'bidrn[video]'")
+
+
+def test_when_every_input_is_bad_the_exit_is_non_zero(tmp_path, capsys, checkpoints):
+    first, second = tmp_path / "a.jpg", tmp_path / "b.jpg"
+    first.write_text("text")
+    second.write_text("more text")
+    code, _, err = run_cli(
+        capsys, first, second, "--out", tmp_path / "o", "--checkpoint", checkpoints["frozen"]
+    )
+    assert code == 2 and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("bidrn predict: error: no person was predicted")
+    assert sum(str(first) in line or str(second) in line for line in lines) == 2
+    code, _, err = run_cli(capsys, tmp_path / "x.jpg", tmp_path / "y", "--out", tmp_path / "o")
+    assert code == 2
+    assert_one_line_error(err, "none of the 2 inputs is usable", tmp_path / "x.jpg", tmp_path / "y")

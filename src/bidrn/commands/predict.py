@@ -109,13 +109,15 @@ def run(args: argparse.Namespace) -> int:
     )
     from bidrn.deploy.predict import Predictor, predict_frames
 
+    if args.batch_size < 1 or args.video_stride < 1:
+        raise BidrnError("--batch-size and --video-stride must be at least 1")
     single = parse_bbox(args.bbox) if args.bbox else None
     table = read_boxes(args.boxes, args.min_score) if args.boxes else None
     sources, problems = discover_inputs(args.inputs)
+    if len(problems) == 1 and not sources:
+        raise problems[0]
     if not sources:
-        raise (
-            problems[0] if len(problems) == 1 else BidrnError(f"no usable input among {len(problems)} given")
-        )
+        raise BidrnError(f"none of the {len(problems)} inputs is usable: " + "; ".join(map(str, problems)))
     for problem in problems:
         _warn(f"skipping {problem}")
     for video in (s.path for s in sources if s.kind == "video"):
@@ -147,7 +149,9 @@ def run(args: argparse.Namespace) -> int:
         _warn,
     )
     if report.people == 0:
-        raise BidrnError(f"no person was predicted ({len(report.skipped) + len(problems)} inputs skipped)")
+        raise BidrnError(
+            f"no person was predicted in {args.out}; every input or box was skipped (warnings above)"
+        )
     skipped = len(report.skipped) + len(problems)
     print(
         f"{report.frames} images, {report.people} people in {report.seconds:.1f} s: "
