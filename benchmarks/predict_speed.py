@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-SIZES = {
-    "tiny": {"width": 0.25, "body_input": [128, 96], "hand_input": [128, 128], "face_input": [96, 96]},
-    "paper": {},
-}
+from bidrn.engine.protocols import PROTOCOLS
+
+SIZES = {"tiny": dict(PROTOCOLS["synth-tiny"].model_overrides), "paper": {}}
+"""Model sizes: ``tiny`` is the synth-tiny protocol's (the bundled weights' size), ``paper`` the paper's."""
 REPORT = re.compile(r"([0-9.]+) images/s overall, ([0-9.]+) crops/s through the model")
 
 

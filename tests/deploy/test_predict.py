@@ -63,7 +63,7 @@ def synthetic_dataset(body_model):
 
 
 # -- crops and cameras -----------------------------------------------------------------------------
-@pytest.mark.parametrize("crop_shape", [(512, 384), (256, 192)])
+@pytest.mark.parametrize("crop_shape", [(512, 384), (256, 192), (192, 128)])
 def test_crop_is_the_evaluation_crop_of_the_synthetic_sample(crop_shape):
     """predict's crop of the annotated box equals what `bidrn eval` feeds the model, bit for bit."""
     body_model = load_body_model()
