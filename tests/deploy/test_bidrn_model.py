@@ -7,7 +7,7 @@ from torch import nn
 import bidrn
 from bidrn.binary import RPReLU
 from bidrn.deploy import freeze, load, save
-from bidrn.deploy.fusion import FusedLocalConvResidual
+from bidrn.deploy.fusion import FusedBiDRB, FusedLocalConvResidual
 from bidrn.nets.bidrn import LocalConvResidual
 
 TINY = {"width": 0.125, "body_input": (64, 48), "hand_input": (64, 64), "face_input": (64, 64)}
@@ -71,7 +71,8 @@ def test_frozen_tiny_bidrn_matches_simulated_and_round_trips(tmp_path):
     model = randomize(bidrn.create_model("bidrn", **TINY))
     images = torch.rand(2, 3, 128, 96, generator=torch.Generator().manual_seed(1))
     frozen = freeze(model, example_inputs=(images[:1],))
-    assert frozen.bidrn_fused_units
+    assert any(isinstance(module, FusedBiDRB) for module in frozen.modules())
+    assert any(isinstance(module, FusedLocalConvResidual) for module in frozen.modules())
     with torch.no_grad():
         expected, actual = model(images), frozen(images)
     for name in (

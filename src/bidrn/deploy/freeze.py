@@ -234,13 +234,22 @@ def freeze(model: nn.Module, example_inputs: Sequence[Any] | None = None, fuse: 
 
 def fuse_units(model: nn.Module) -> list[str]:
     """Replace every fusable unit of a frozen model by its fused version; returns their names."""
-    from bidrn.deploy.fusion import FusedLocalConvResidual, can_fuse, fuse_preactivations
+    from bidrn.deploy.fusion import (
+        FusedBiDRB,
+        FusedLocalConvResidual,
+        can_fuse,
+        can_fuse_block,
+        fuse_preactivations,
+    )
 
     names = [name for name, module in model.named_modules() if can_fuse(module)]
     for name in names:
         _replace(model, name, FusedLocalConvResidual(model.get_submodule(name)))
+    blocks = [name for name, module in model.named_modules() if can_fuse_block(module)]
+    for name in blocks:
+        _replace(model, name, FusedBiDRB(model.get_submodule(name)))
     fuse_preactivations(model)
-    return names
+    return names + blocks
 
 
 def frozen_layout(model: nn.Module) -> dict[str, Any]:

@@ -33,9 +33,9 @@ from torch import Tensor, nn
 from bidrn.deploy import kernels
 from bidrn.deploy.kernels import PostOps
 from bidrn.deploy.layers import PackedBinaryConv2d
-from bidrn.nets.bidrn import LocalConvResidual
+from bidrn.nets.bidrn import BiDRBasicBlock, BiDRBottleneck, LocalConvResidual
 
-__all__ = ["FusedLocalConvResidual", "can_fuse", "fuse_preactivations"]
+__all__ = ["FusedBiDRB", "FusedLocalConvResidual", "can_fuse", "can_fuse_block", "fuse_preactivations"]
 
 
 def can_fuse(unit: nn.Module) -> bool:
@@ -102,20 +102,19 @@ class FusedLocalConvResidual(nn.Module):
 
             shifted_addend = addend.clone()
             shifted_addend[:width] -= rprelu.shift_in.float()
-            last = not summed or index == len(self.convs) - 1
-            clamp = torch.tensor(self.output_clamp) if self.output_clamp is not None and last else None
             post = PostOps(
                 slope=_padded(rprelu.slope, multiplier),
                 scale=_padded(branch_scale, multiplier),
                 shift=_padded(branch_shift, multiplier),
                 accumulate=summed and index > 0,
-                clamp=clamp,
             )
             terms.append((shifted_addend, post))
         self._post = terms
         return terms
 
-    def _reference_forward(self, a: Tensor) -> Tensor:
+    def _reference_forward(
+        self, a: Tensor, accumulate_into: Tensor | None, clamp: tuple[float, float] | None
+    ) -> Tensor:
         inputs = a.chunk(self.branches, dim=1) if self.form == "fusion_down" else (a,) * self.branches
         outputs = [
             rprelu(conv(part)) + self.residual(part)
@@ -123,14 +122,26 @@ class FusedLocalConvResidual(nn.Module):
         ]
         merged = torch.stack(outputs).sum(dim=0) if self.form == "fusion_down" else torch.cat(outputs, dim=1)
         out = self.bn(merged)
-        return out if self.output_clamp is None else out.clamp(*self.output_clamp)
+        if accumulate_into is not None:
+            out = accumulate_into.add_(out)
+        return out if clamp is None else out.clamp_(*clamp)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Pre-activate, then one fused packed conv per branch (see the module docstring)."""
+    def forward(
+        self, x: Tensor, accumulate_into: Tensor | None = None, clamp: tuple[float, float] | None = None
+    ) -> Tensor:
+        """Pre-activate, then one fused packed conv per branch (see the module docstring).
+
+        Args:
+            x: unit input (N, C, H, W).
+            accumulate_into: a channels-last tensor of the output's shape that the unit's output is
+                added to in place and returned (:class:`FusedBiDRB` passes the Block Residual).
+            clamp: bounds applied to the final output instead of ``output_clamp``.
+        """
+        clamp = clamp if clamp is not None else self.output_clamp
         a = self.preactivation(x)
         first = self.convs[0]
         if not first._use_kernels(a):
-            return self._reference_forward(a)
+            return self._reference_forward(a, accumulate_into, clamp)
         a = a.contiguous(memory_format=torch.channels_last)
         residual = self.residual(a).contiguous(memory_format=torch.channels_last)
         a_nhwc, residual_nhwc = a.permute(0, 2, 3, 1), residual.permute(0, 2, 3, 1)
@@ -139,7 +150,13 @@ class FusedLocalConvResidual(nn.Module):
         width = first.out_channels
         summed = self.form == "fusion_down"
         total = width if summed else width * self.branches
-        out = torch.empty((batch, out_h, out_w, total), dtype=torch.float32)
+        if accumulate_into is None:
+            out = torch.empty((batch, out_h, out_w, total), dtype=torch.float32)
+        else:
+            out = accumulate_into.permute(0, 2, 3, 1)
+            if tuple(out.shape) != (batch, out_h, out_w, total) or out.stride(3) != 1:
+                raise ValueError("accumulate_into must be a channels-last tensor of the unit's output shape")
+        clamp_bounds = None if clamp is None else torch.tensor(clamp, dtype=torch.float32)
         for index, (conv, (addend, post)) in enumerate(zip(self.convs, self._branch_terms(), strict=True)):
             phases, multiplier, _ = conv._kernel_operands()
             if summed:
@@ -149,8 +166,14 @@ class FusedLocalConvResidual(nn.Module):
             else:
                 part, branch_residual = a_nhwc, residual_nhwc
                 target = out[..., index * width : (index + 1) * width]
+            last = not summed or index == len(self.convs) - 1
             branch_post = PostOps(
-                post.slope, branch_residual, post.scale, post.shift, post.accumulate, post.clamp
+                post.slope,
+                branch_residual,
+                post.scale,
+                post.shift,
+                post.accumulate or accumulate_into is not None,
+                clamp_bounds if last else None,
             )
             kernels.packed_conv(
                 part,
@@ -167,6 +190,48 @@ class FusedLocalConvResidual(nn.Module):
         return out.permute(0, 3, 1, 2)
 
 
+class FusedBiDRB(nn.Module):
+    """Frozen BiDRB (Eq. 11): the Block Residual add happens in the last unit's epilogue.
+
+    ``out = units(a) + BR(a)`` becomes: compute ``BR(a)`` (projection conv + BN, or a copy of ``a``),
+    then let the last :class:`FusedLocalConvResidual` accumulate into it, followed by the next
+    block's Hardtanh as a clamp when :func:`fuse_preactivations` moved it here.
+    """
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        if not can_fuse_block(block):
+            raise ValueError("only BiDRBs whose last unit is fused can be fused")
+        self.preactivation = block.preactivation
+        self.units = block.units
+        self.block_residual = block.block_residual
+        self.output_clamp: tuple[float, float] | None = None  # set by fuse_preactivations
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``clamp(units(a) + BR(a))`` with ``a = preactivation(x)``, the add fused into the last unit."""
+        a = self.preactivation(x)
+        *leading, last = self.units
+        if self.block_residual is None:
+            residual = None
+        else:
+            residual = self.block_residual(a)
+            if residual is a or residual is x:  # never write into a tensor the caller may still hold
+                residual = residual.clone(memory_format=torch.channels_last)
+            else:
+                residual = residual.contiguous(memory_format=torch.channels_last)
+        out = a
+        for unit in leading:
+            out = unit(out)
+        return last(out, accumulate_into=residual, clamp=self.output_clamp)
+
+
+def can_fuse_block(block: nn.Module) -> bool:
+    """Whether ``block`` is a BiDRB whose last unit has been fused."""
+    return isinstance(block, BiDRBottleneck | BiDRBasicBlock) and isinstance(
+        block.units[-1], FusedLocalConvResidual
+    )
+
+
 def _clamp_bounds(module: nn.Module) -> tuple[float, float] | None:
     if isinstance(module, nn.Hardtanh):
         return float(module.min_val), float(module.max_val)
@@ -179,23 +244,22 @@ def fuse_preactivations(model: nn.Module) -> int:
     """Move clamp-like pre-activations of fused units into the previous unit of the same chain.
 
     For consecutive children ``u, v`` of an ``nn.Sequential`` that are both
-    :class:`FusedLocalConvResidual` and ``v`` starts with Hardtanh or ReLU, ``u`` clamps its output
-    and ``v``'s pre-activation becomes ``nn.Identity``. Returns the number of moves.
+    :class:`FusedLocalConvResidual` (or both :class:`FusedBiDRB`) and ``v`` starts with Hardtanh or
+    ReLU, ``u`` clamps its output and ``v``'s pre-activation becomes ``nn.Identity``. Returns the
+    number of moves.
     """
     moved = 0
     for chain in model.modules():
         if not isinstance(chain, nn.Sequential):
             continue
         for current, following in itertools.pairwise(chain):
-            if not (
-                isinstance(current, FusedLocalConvResidual) and isinstance(following, FusedLocalConvResidual)
-            ):
+            fused = (FusedLocalConvResidual, FusedBiDRB)
+            if not (isinstance(current, fused) and isinstance(following, type(current))):
                 continue
             bounds = _clamp_bounds(following.preactivation)
             if bounds is None or current.output_clamp is not None:
                 continue
             current.output_clamp = bounds
-            current.invalidate()
             following.preactivation = nn.Identity()
             moved += 1
     return moved
