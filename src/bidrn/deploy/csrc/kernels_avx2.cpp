@@ -131,7 +131,10 @@ static void conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
     int64_t kh_lo, kh_hi;
     valid_tap_range(oh, a.stride_h, a.offset_h, a.dilation_h, a.kernel_h, a.in_h, &kh_lo, &kh_hi);
     const bool row_interior = kh_lo == 0 && kh_hi == a.kernel_h;
-    const RowTarget target = row_target(a, n, oh, oc0);
+    // Post-ops run in the epilogue below, so results go straight into `out`.
+    float* out_row = a.out + n * a.out_stride_n + oh * a.out_stride_h + oc0;
+    const float* residual_row =
+        a.residual ? a.residual + n * a.res_stride_n + oh * a.res_stride_h + oc0 : nullptr;
     for (int64_t ow = 0; ow < a.out_w; ow += kPixels) {
       const int pixels = static_cast<int>(std::min<int64_t>(kPixels, a.out_w - ow));
       const uint64_t* pixel[kPixels];
@@ -150,6 +153,8 @@ static void conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
         const int64_t count = std::min<int64_t>(kVectors * kLanes, a.out_channels - oc);
         const __m256 mul = _mm256_mul_ps(_mm256_loadu_ps(a.multiplier + oc), scale);
         const __m256 add = _mm256_loadu_ps(a.addend + oc);
+        const __m256i valid = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)),
+                                                 _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
         for (int i = 0; i < pixels; ++i) {
           // Two vectors of four 64-bit counts -> eight 32-bit counts in channel order.
           const __m256i packed32 = _mm256_castps_si256(_mm256_shuffle_ps(
@@ -160,19 +165,21 @@ static void conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
             border_correction(a, oh, ow + i, oc, kVectors * kLanes, correction);
             value = _mm256_sub_epi32(value, _mm256_load_si256(reinterpret_cast<const __m256i*>(correction)));
           }
-          const __m256 y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(value), mul, add);
-          float* out = target.base + (ow + i) * target.pixel_stride + lane;
-          if (count == kVectors * kLanes) {
-            _mm256_storeu_ps(out, y);
-          } else {
-            alignas(32) float lanes[kVectors * kLanes];
-            _mm256_store_ps(lanes, y);
-            std::copy(lanes, lanes + count, out);
+          __m256 y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(value), mul, add);
+          float* out = out_row + (ow + i) * a.out_stride_w + lane;
+          if (a.post_slope) {  // v > 0 ? v : slope * v
+            const __m256 scaled = _mm256_mul_ps(y, _mm256_loadu_ps(a.post_slope + oc));
+            y = _mm256_blendv_ps(scaled, y, _mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_GT_OQ));
           }
+          if (residual_row) y = _mm256_add_ps(y, _mm256_maskload_ps(residual_row + (ow + i) * a.res_stride_w + lane, valid));
+          if (a.post_scale) y = _mm256_fmadd_ps(y, _mm256_loadu_ps(a.post_scale + oc), _mm256_loadu_ps(a.post_shift + oc));
+          if (a.accumulate) y = _mm256_add_ps(y, _mm256_maskload_ps(out, valid));
+          if (a.post_clamp)
+            y = _mm256_min_ps(_mm256_max_ps(y, _mm256_set1_ps(a.post_clamp[0])), _mm256_set1_ps(a.post_clamp[1]));
+          _mm256_maskstore_ps(out, valid, y);
         }
       }
     }
-    if (a.has_post_ops()) apply_post_ops(a, n, oh, oc0, target.base);
   }
 }
 
