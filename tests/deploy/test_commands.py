@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 import bidrn
@@ -49,3 +50,28 @@ def test_bench_layers_json(capsys):
     for row in report["layers"]:
         assert row["fp32_ms"] > 0 and row["packed_ms"] > 0
         assert abs(row["speedup"] - row["fp32_ms"] / row["packed_ms"]) < 1e-9
+
+
+@pytest.mark.slow
+def test_bench_end_to_end_and_size_json(capsys):
+    argv = [
+        "bench",
+        "--json",
+        "--width",
+        "0.125",
+        "--batch",
+        "1",
+        "--threads",
+        "1",
+        "--repeats",
+        "1",
+        "--model-repeats",
+        "1",
+    ]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    (row,) = report["end_to_end"]
+    for key in ("hand4whole_fp32_ms", "bidrn_simulated_ms", "bidrn_frozen_ms", "speedup_vs_hand4whole_fp32"):
+        assert row[key] > 0
+    size = report["size"]
+    assert 0 < size["bidrn_frozen_fp16_mb"] < size["bidrn_frozen_mb"] < size["hand4whole_fp32_mb"]

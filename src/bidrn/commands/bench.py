@@ -8,7 +8,7 @@ import platform
 
 import torch
 
-from bidrn.deploy import benchmark, kernels
+from bidrn.deploy import benchmark, freeze, kernels
 from bidrn.errors import BidrnError
 
 
@@ -68,9 +68,9 @@ def run(args: argparse.Namespace) -> int:
             if args.layers_only:
                 continue
             if simulated is None:
-                simulated = benchmark._build("bidrn", overrides)
-                height, width = benchmark._input_size(simulated)
-                frozen = benchmark.freeze(simulated, example_inputs=(torch.rand(1, 3, height, width),))
+                simulated = benchmark.build_model("bidrn", overrides)
+                height, width = benchmark.input_size(simulated)
+                frozen = freeze(simulated, example_inputs=(torch.rand(1, 3, height, width),))
             row = benchmark.benchmark_end_to_end(batch, args.model_repeats, overrides, frozen, simulated)
             report["end_to_end"].append({**row, "threads": threads})
     if not args.layers_only:

@@ -139,13 +139,15 @@ def benchmark_layers(
     return rows
 
 
-def _build(name: str, overrides: dict[str, Any]) -> nn.Module:
+def build_model(name: str, overrides: dict[str, Any]) -> nn.Module:
+    """``bidrn.create_model(name, **overrides)`` in eval mode."""
     import bidrn
 
     return bidrn.create_model(name, **overrides).eval()
 
 
-def _input_size(model: nn.Module) -> tuple[int, int]:
+def input_size(model: nn.Module) -> tuple[int, int]:
+    """(H, W) of the images a whole-body model takes (512x384 when it does not say)."""
     config = getattr(model, "config", None)
     size = getattr(config, "crop_input", None)
     return tuple(size) if size is not None else (512, 384)
@@ -159,9 +161,9 @@ def benchmark_end_to_end(
     simulated: nn.Module | None = None,
 ) -> dict[str, Any]:
     """Latency of Hand4Whole fp32, simulated BiDRN and frozen BiDRN on the same images."""
-    hand4whole = _build("hand4whole", overrides)
-    simulated = simulated if simulated is not None else _build("bidrn", overrides)
-    height, width = _input_size(simulated)
+    hand4whole = build_model("hand4whole", overrides)
+    simulated = simulated if simulated is not None else build_model("bidrn", overrides)
+    height, width = input_size(simulated)
     images = torch.rand(batch, 3, height, width, generator=torch.Generator().manual_seed(0))
     frozen = frozen if frozen is not None else freeze(simulated, example_inputs=(images[:1],))
     times = median_ms(
@@ -198,8 +200,8 @@ def benchmark_sizes(
     overrides: dict[str, Any], frozen: nn.Module | None = None, simulated: nn.Module | None = None
 ) -> dict[str, Any]:
     """On-disk (safetensors) and in-memory sizes, and the binarized layers' storage ratio."""
-    hand4whole = _build("hand4whole", overrides)
-    simulated = simulated if simulated is not None else _build("bidrn", overrides)
+    hand4whole = build_model("hand4whole", overrides)
+    simulated = simulated if simulated is not None else build_model("bidrn", overrides)
     frozen = frozen if frozen is not None else freeze(simulated)
     latent = sum(m.weight.numel() * 4 for m in simulated.modules() if isinstance(m, BinaryLayer))
     packed = sum(_tensor_mb(m) * _MB for m in frozen.modules() if isinstance(m, PackedBinaryLayer))
