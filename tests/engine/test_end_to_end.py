@@ -3,6 +3,8 @@
 import json
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from bidrn.cli import main
 
@@ -42,3 +44,10 @@ def test_experiment_train_and_eval_commands(tmp_path, capsys):
     info = json.loads((run / "checkpoints" / "last.json").read_text())
     assert (info["epoch"], info["global_step"]) == (2, 4)
     assert "bidrn train: 4 steps (3 in this run)" in capsys.readouterr().out
+
+    # The interrupted-and-resumed BiDRN run ends bit-identical to an uninterrupted one.
+    straight = tmp_path / "straight"
+    assert main([*common[:6], str(straight), *common[7:]]) == 0
+    resumed = load_file(str(run / "checkpoints" / "last.safetensors"))
+    uninterrupted = load_file(str(straight / "checkpoints" / "last.safetensors"))
+    assert all(torch.equal(resumed[name], uninterrupted[name]) for name in uninterrupted)

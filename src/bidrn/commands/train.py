@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     from bidrn.engine.datasets import open_dataset
     from bidrn.engine.distributed import init_distributed, shutdown_distributed
     from bidrn.engine.losses import HeatmapGeometry, WholeBodyLoss
+    from bidrn.engine.reproducibility import seed_everything
     from bidrn.engine.resolution import fit_to_model
     from bidrn.engine.trainer import TrainConfig, Trainer
 
@@ -129,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
     context = init_distributed(args.device)
     try:
         body_model = load_body_model(args.body_model)
+        seed_everything(args.seed)  # the initial weights depend on the seed too
         model = bidrn.create_model(args.model, body_model=body_model, **overrides)
         dataset = fit_to_model(
             open_dataset(args.data, train=True, body_model=body_model, seed=args.seed), model

@@ -45,6 +45,7 @@ from bidrn.engine.figures import comparison_grid, error_bar_chart
 from bidrn.engine.losses import HeatmapGeometry, WholeBodyLoss
 from bidrn.engine.metrics import TABLE1_COLUMNS, mesh_topology
 from bidrn.engine.protocols import FIGURE_TABLE, TABLES, Protocol, TableRow
+from bidrn.engine.reproducibility import seed_everything
 from bidrn.engine.resolution import fit_to_model
 from bidrn.engine.trainer import Trainer
 from bidrn.errors import BidrnError
@@ -143,7 +144,7 @@ def train_and_evaluate_row(
     context: DistributedContext,
 ) -> dict[str, Any]:
     """Train (or resume, or reuse) one row's model and evaluate it; returns its result object."""
-    torch.manual_seed(protocol.train.seed)
+    seed_everything(protocol.train.seed)
     model = model_factory(row, protocol)
     params_m, ops_g = measure_complexity(model)
     trainer = Trainer(
