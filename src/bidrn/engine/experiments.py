@@ -15,8 +15,10 @@ and writes
 * ``<results>/<table>-<protocol>-bars.png`` — a Figure-2-style bar chart of MPVPE all/hand/face
   (needs the optional ``plots`` extra, matplotlib).
 
-Each row trains in ``<work>/<table>-<protocol>/<model>/``; a finished row is not retrained and an
-interrupted one resumes exactly, so rerunning the same command continues where it stopped.
+Each row trains in ``<work>/<table>-<protocol>/<model>/`` (with ``training.json``: wall time,
+images/s and final loss of its training call); a finished row is not retrained and an interrupted
+one resumes exactly, so rerunning the same command continues where it stopped. A resumed row's
+``train_wall_s`` and ``images_per_s`` cover the call that finished it.
 """
 
 from __future__ import annotations
@@ -157,19 +159,22 @@ def train_and_evaluate_row(
         context=context,
     )
     stem = checkpoint_stem(trainer.checkpoint_dir / "last")
-    started = time.perf_counter()
-    images_per_s = float("nan")
-    final_loss = float("nan")
-    if _finished(stem, protocol.train.epochs):
-        checkpoint = load_checkpoint(stem, with_state=False)
-        model.load_state_dict(checkpoint.weights)
+    training_record = run_dir / "training.json"
+    if _finished(stem, protocol.train.epochs) and training_record.is_file():
+        model.load_state_dict(load_checkpoint(stem, with_state=False).weights)
+        training = json.loads(training_record.read_text())
     else:
+        started = time.perf_counter()
         if stem.with_name(stem.name + ".json").is_file():
             trainer.resume(stem)
         result = trainer.fit()
-        images_per_s = result.images_per_second
-        final_loss = result.last_losses.get("total", float("nan"))
-    train_wall = time.perf_counter() - started
+        training = {
+            "train_wall_s": round(time.perf_counter() - started, 1),
+            "images_per_s": round(result.images_per_second, 2),
+            "final_train_loss": round(result.last_losses["total"], 5) if result.last_losses else None,
+        }
+        if context.is_main:
+            training_record.write_text(json.dumps(training) + "\n")
 
     started = time.perf_counter()
     evaluation = evaluate(
@@ -188,10 +193,8 @@ def train_and_evaluate_row(
         **{name: round(value, 3) for name, value in evaluation.metrics.items()},
         "test_samples": evaluation.count,
         "pa_mpjpe_body_joints": evaluation.body_joint_source,
-        "train_wall_s": round(train_wall, 1),
+        **training,
         "eval_wall_s": round(time.perf_counter() - started, 1),
-        "images_per_s": round(images_per_s, 2),
-        "final_train_loss": round(final_loss, 5),
     }
 
 
