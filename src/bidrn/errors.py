@@ -21,3 +21,7 @@ class InputFileError(BidrnError, ValueError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        """Rebuild from (path, problem) so the error survives crossing process boundaries."""
+        return (type(self), (self.path, self.problem))
