@@ -1,9 +1,11 @@
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import save_file
 
 import bidrn
@@ -212,6 +214,62 @@ def test_skipped_frames_are_reported_and_others_written(predictor, tmp_path):
     assert report.people == 1 and report.skipped == ["bad.jpg: not an image"]
     assert warnings == ["skipping bad.jpg: not an image"]
     assert report.images_per_second > 0 and report.model_people_per_second > 0
+
+
+def oracle_translation(joints, targets_2d, focal, princpt):
+    """Least-squares t with project(joints + t) = targets (linear in t once multiplied by depth)."""
+    rows, rhs = [], []
+    for axis in (0, 1):
+        offset = targets_2d[:, axis] - princpt[axis]
+        row = np.zeros((len(joints), 3))
+        row[:, axis] = focal[axis]
+        row[:, 2] = -offset
+        rows.append(row)
+        rhs.append(offset * joints[:, 2] - focal[axis] * joints[:, axis])
+    return np.linalg.lstsq(np.concatenate(rows), np.concatenate(rhs), rcond=None)[0]
+
+
+def test_a_perfect_network_output_lands_on_the_person(predictor, tmp_path, monkeypatch):
+    """End to end through predict_frames: the ground-truth pose with the translation an ideal network
+    would give in its canonical crop camera is written with image intrinsics that put it on the person."""
+    body_model = predictor.body_model
+    record = synthetic_dataset(body_model).record(0)
+    truth = record.smplx
+    names = ("root_pose", "body_pose", "lhand_pose", "rhand_pose", "jaw_pose", "shape", "expr")
+    params = {name: torch.as_tensor(getattr(truth, name), dtype=torch.float32)[None] for name in names}
+    posed = body_model(**layer_inputs(params))
+    # The network's camera: canonical 256x192 body camera, i.e. 2 x focal on the 512x384 crop.
+    box = geometry.prepare_person_box(record.bbox, *record.image_size)
+    crop_joints = geometry.apply_affine(geometry.crop_affine(box), record.joints_2d)
+    height, width = CANONICAL_BODY_INPUT
+    translation = oracle_translation(
+        posed.supervision_joints[0].double().numpy(), crop_joints, 2 * np.array(FOCAL), (width, height)
+    )
+    cam_trans = torch.as_tensor(translation, dtype=torch.float32)[None]
+    output = SimpleNamespace(**params, cam_trans=cam_trans, mesh_cam=posed.vertices + cam_trans[:, None])
+    monkeypatch.setattr(predictor, "run", lambda pixels: output)
+    image = read_image_file(record.image_path)
+    predict_frames(
+        predictor, [Frame(image, record.image_path, "s")], tmp_path, lambda f: [PersonBox(tuple(record.bbox))]
+    )
+    saved, meta = load_parameters(tmp_path / "s_p0_params.npz")
+    tensors = {k: torch.as_tensor(v, dtype=torch.float32)[None] for k, v in saved.items()}
+    joints = body_model(**layer_inputs(tensors)).supervision_joints[0].double().numpy()
+    reprojected = geometry.project(joints, np.array(meta["focal"]), np.array(meta["princpt"]))
+    error = np.linalg.norm(reprojected - record.joints_2d, axis=1)
+    assert np.median(error) < 0.03 * box[3], np.median(error)
+    gt_vertices = body_model(**layer_inputs(params)).vertices[0] + torch.as_tensor(
+        truth.trans, dtype=torch.float32
+    )
+    size = image.shape[:2]
+    gt_mask = silhouette(gt_vertices, body_model.faces, record.focal, record.princpt, size)
+    mesh = np.asarray(__import__("trimesh").load(tmp_path / "s_p0_mesh.obj", process=False).vertices)
+    predicted_mask = silhouette(mesh, body_model.faces, meta["focal"], meta["princpt"], size)
+    iou = np.logical_and(gt_mask, predicted_mask).sum() / np.logical_or(gt_mask, predicted_mask).sum()
+    assert iou > 0.7, iou
+    overlay = np.asarray(Image.open(tmp_path / "s_p0_overlay.png"))
+    changed = np.any(overlay != image, axis=2)
+    assert np.logical_and(changed, gt_mask).sum() > 0.7 * gt_mask.sum()
 
 
 # -- acceptance: the bundled weights align with the person -----------------------------------------
