@@ -111,12 +111,12 @@ POSE_LAYOUT = (
 
 def bundled_weights_path() -> Path:
     """Where the bundled frozen weights live inside the installed package (the file may be absent)."""
-    return Path(str(resources.files("bidrn.assets").joinpath("weights", BUNDLED_WEIGHTS)))
+    return Path(str(resources.files("bidrn.assets") / "weights" / BUNDLED_WEIGHTS))
 
 
 def samples_path() -> Path:
     """The folder of packaged sample images (``astronaut.jpg``, ``synth-test/``)."""
-    return Path(str(resources.files("bidrn.assets").joinpath("samples")))
+    return Path(str(resources.files("bidrn.assets") / "samples"))
 
 
 def resolve_device(requested: str | None = None) -> torch.device:
