@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from bidrn.cli import main
@@ -86,7 +87,6 @@ def test_malformed_boxes_json_is_a_one_line_error(tmp_path, capsys, checkpoints)
 
 @pytest.mark.parametrize("kind", ["pickle", "foreign safetensors", "missing"])
 def test_checkpoint_that_is_not_ours_is_a_one_line_error(kind, tmp_path, capsys):
-    import torch
     from safetensors.torch import save_file
 
     image = photo(tmp_path / "a.png")
@@ -240,3 +240,18 @@ def test_when_every_input_is_bad_the_exit_is_non_zero(tmp_path, capsys, checkpoi
     code, _, err = run_cli(capsys, tmp_path / "x.jpg", tmp_path / "y", "--out", tmp_path / "o")
     assert code == 2
     assert_one_line_error(err, "none of the 2 inputs is usable", tmp_path / "x.jpg", tmp_path / "y")
+
+
+def test_missing_body_model_and_unavailable_device_are_one_line_errors(tmp_path, capsys, checkpoints):
+    image = photo(tmp_path / "a.png")
+    common = (image, "--out", tmp_path / "o", "--checkpoint", checkpoints["frozen"])
+    code, _, err = run_cli(capsys, *common, "--body-model", tmp_path / "SMPLX_NEUTRAL.npz")
+    assert code == 2
+    assert_one_line_error(err, tmp_path / "SMPLX_NEUTRAL.npz")
+    code, _, err = run_cli(capsys, *common, "--device", "tpu")
+    assert code == 2
+    assert_one_line_error(err, "--device", "expected cpu or cuda")
+    if not torch.cuda.is_available():
+        code, _, err = run_cli(capsys, *common, "--device", "cuda")
+        assert code == 2
+        assert_one_line_error(err, "CUDA is not available")
