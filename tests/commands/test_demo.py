@@ -93,3 +93,16 @@ def test_demo_without_bundled_weights_is_a_one_line_error(tmp_path, capsys, monk
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("bidrn demo: error: ")
     assert "bundled weights are missing" in err[0] and "--checkpoint" in err[0]
+
+
+def test_bidrn_eval_reads_the_frozen_file_and_reproduces_the_demo(demo_run, checkpoints, tmp_path, capsys):
+    _, _, out_dir = demo_run
+    saved = json.loads((out_dir / "synthetic_metrics.json").read_text())
+    report = tmp_path / "eval-frozen.json"
+    data = f"synth:{samples_path() / 'synth-test'}"
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(checkpoints["frozen"]), "--data", data, "--json", str(report),
+                 "--device", "cpu"]) == 0  # fmt: skip
+    evaluated = json.loads(report.read_text())
+    assert saved["mpvpe_all"] == pytest.approx(evaluated["mpvpe_all"], abs=1e-3)
+    assert saved["pa_mpjpe_body"] == pytest.approx(evaluated["pa_mpjpe_body"], abs=1e-3)

@@ -1,0 +1,1 @@
+"""Files shipped inside the package: the stand-in body model, sample images and bundled weights."""

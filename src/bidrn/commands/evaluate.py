@@ -4,6 +4,10 @@ Examples::
 
     bidrn eval --checkpoint runs/bidrn/checkpoints/last --data synth:data/synth-test --json out.json
     bidrn eval --checkpoint model.safetensors --data ehf:data/EHF --body-model SMPLX_NEUTRAL.npz
+    bidrn eval --checkpoint model.bidrn.safetensors --data synth:data/synth-test   # frozen 1-bit model
+
+A training checkpoint is evaluated as trained (simulated binary layers); a frozen file from
+``bidrn export`` is evaluated on the packed 1-bit kernels, as ``bidrn predict`` runs it.
     torchrun --nproc_per_node=4 -m bidrn.cli eval --checkpoint ... --data agora:data/AGORA:validation
 """
 
@@ -42,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
 
     import bidrn
     from bidrn.body import load_body_model
+    from bidrn.deploy import read_metadata
+    from bidrn.deploy.predict import is_frozen_file, load_model
     from bidrn.engine.checkpoint import load_checkpoint, load_weights_into
     from bidrn.engine.datasets import open_dataset
     from bidrn.engine.distributed import init_distributed, shutdown_distributed
@@ -50,12 +56,20 @@ def run(args: argparse.Namespace) -> int:
     from bidrn.engine.resolution import fit_to_model
     from bidrn.errors import InputFileError
 
-    checkpoint = load_checkpoint(args.checkpoint, with_state=False)
-    name = args.model or checkpoint.model_name
-    if not name:
-        raise BidrnError(f"{args.checkpoint}: checkpoint does not record its model; pass --model NAME")
-    overrides = {**checkpoint.model_overrides, **parse_overrides(args.set)}
-    body_path = args.body_model or checkpoint.info.get("body_model")
+    frozen = is_frozen_file(args.checkpoint)
+    if frozen:
+        name, overrides, body_path = (
+            read_metadata(args.checkpoint)["architecture"]["name"],
+            {},
+            args.body_model,
+        )
+    else:
+        checkpoint = load_checkpoint(args.checkpoint, with_state=False)
+        name = args.model or checkpoint.model_name
+        if not name:
+            raise BidrnError(f"{args.checkpoint}: checkpoint does not record its model; pass --model NAME")
+        overrides = {**checkpoint.model_overrides, **parse_overrides(args.set)}
+        body_path = args.body_model or checkpoint.info.get("body_model")
     j14 = None
     if args.j14_regressor is not None:
         try:
@@ -65,8 +79,12 @@ def run(args: argparse.Namespace) -> int:
     context = init_distributed(args.device)
     try:
         body_model = load_body_model(body_path)
-        model = bidrn.create_model(name, body_model=body_model, **overrides)
-        load_weights_into(model, checkpoint, args.checkpoint)
+        if frozen:
+            model, _ = load_model(args.checkpoint, device=context.device, frozen=True)
+            model.attach_body_model(body_model)
+        else:
+            model = bidrn.create_model(name, body_model=body_model, **overrides)
+            load_weights_into(model, checkpoint, args.checkpoint)
         dataset = fit_to_model(open_dataset(args.data, train=False, body_model=body_model), model)
         result = evaluate(
             model,

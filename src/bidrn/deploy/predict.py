@@ -191,6 +191,15 @@ def _file_format(path: Path) -> str:
     return tag
 
 
+def is_frozen_file(path: str | Path) -> bool:
+    """Whether ``path`` is a frozen 1-bit model (``False`` for a training checkpoint).
+
+    Raises:
+        InputFileError: missing file or a file that is not one of ours.
+    """
+    return _file_format(_weights_file(Path(path))) == FROZEN_FORMAT
+
+
 def load_model(
     path: str | Path, device: torch.device | str = "cpu", frozen: bool | None = None
 ) -> tuple[nn.Module, ModelInfo]:
