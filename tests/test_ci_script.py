@@ -6,7 +6,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_ci_runs_the_readme_test_command():
-    readme_line = next(line for line in (ROOT / "README.md").read_text().splitlines() if "# test suite" in line)
+    readme_line = next(
+        line for line in (ROOT / "README.md").read_text().splitlines() if "# test suite" in line
+    )
     command = readme_line.split("#")[0].strip()
     ci_lines = [line.strip() for line in (ROOT / ".ci/run").read_text().splitlines()]
     assert command in ci_lines
