@@ -12,7 +12,7 @@ import numpy as np
 
 from bidrn.body import joint_sets
 from bidrn.data.dataset import Problems, require
-from bidrn.data.sample import NUM_JOINTS, NUM_ROTATIONS, SMPLXParams
+from bidrn.data.sample import NUM_JOINTS, NUM_ROTATIONS, PersonRecord, SMPLXParams
 from bidrn.errors import BidrnError, InputFileError
 
 
@@ -98,6 +98,19 @@ class NeuralAnnotFit:
         self.pose_valid = pose_valid
         self.joints_valid = joints_valid
         self.expr_valid = expr_valid
+
+    def apply_to(self, record: PersonRecord, params: SMPLXParams | None = None) -> None:
+        """Attach the fit to ``record``: parameters, the fit's camera if it has one, validity masks.
+
+        ``params`` replaces the fit's own parameters (e.g. after moving them into the camera frame).
+        """
+        record.smplx = self.params if params is None else params
+        if self.focal is not None:
+            record.focal, record.princpt = self.focal, self.princpt
+        record.smplx_pose_valid = self.pose_valid
+        record.smplx_shape_valid = True
+        record.smplx_expr_valid = self.expr_valid
+        record.smplx_joints_valid = self.joints_valid
 
 
 def parse_smplx_param(

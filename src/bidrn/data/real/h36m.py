@@ -202,11 +202,7 @@ class Human36M(RecordDataset):
             if fit is not None:
                 apply_body_only_fit_rules(fit)
                 pelvis = rest_pelvis(body_model, fit.params.shape)
-                record.smplx = world_fit_to_camera(fit.params, rotation, translation, pelvis)
-                record.smplx_pose_valid = fit.pose_valid
-                record.smplx_shape_valid = True
-                record.smplx_expr_valid = fit.expr_valid
-                record.smplx_joints_valid = fit.joints_valid
+                fit.apply_to(record, world_fit_to_camera(fit.params, rotation, translation, pelvis))
         return record
 
 

@@ -84,11 +84,7 @@ class MPII(RecordDataset):
                 fit = parse_smplx_param(fit_raw, fits_path, context, problems)
                 if fit is not None:
                     apply_body_only_fit_rules(fit)
-                    record.smplx, record.focal, record.princpt = fit.params, fit.focal, fit.princpt
-                    record.smplx_pose_valid = fit.pose_valid
-                    record.smplx_shape_valid = True
-                    record.smplx_expr_valid = fit.expr_valid
-                    record.smplx_joints_valid = fit.joints_valid
+                    fit.apply_to(record)
             records.append(record)
         super().__init__(filter_records(records, options, problems), options, body_model, "MPII")
         self.skipped = problems.skipped
