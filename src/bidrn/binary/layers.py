@@ -201,8 +201,9 @@ class BinaryLayer:
             y = y + self._per_output_channel(self.bias, y)
         return y
 
-    def _method_repr(self) -> str:
-        return f"method={self.method.name}"
+    def extra_repr(self) -> str:
+        """Describe the layer for ``print(module)``: the torch layer's description plus the method."""
+        return f"{super().extra_repr()}, method={self.method.name}"
 
 
 class BinaryConv2d(BinaryLayer, nn.Conv2d):
@@ -247,10 +248,6 @@ class BinaryConv2d(BinaryLayer, nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Binarize input and weight, convolve, then apply output scale and bias."""
         return self._binary_forward(x)
-
-    def extra_repr(self) -> str:
-        """Describe the layer for ``print(module)``."""
-        return f"{super().extra_repr()}, {self._method_repr()}"
 
 
 class BinaryConvTranspose2d(BinaryLayer, nn.ConvTranspose2d):
@@ -309,10 +306,6 @@ class BinaryConvTranspose2d(BinaryLayer, nn.ConvTranspose2d):
         """Binarize input and weight, transpose-convolve, then apply output scale and bias."""
         return self._binary_forward(x, output_size=output_size)
 
-    def extra_repr(self) -> str:
-        """Describe the layer for ``print(module)``."""
-        return f"{super().extra_repr()}, {self._method_repr()}"
-
 
 class BinaryLinear(BinaryLayer, nn.Linear):
     """Linear layer with binarized weights and activations (drop-in for ``nn.Linear``)."""
@@ -343,10 +336,6 @@ class BinaryLinear(BinaryLayer, nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Binarize input and weight, multiply, then apply output scale and bias."""
         return self._binary_forward(x)
-
-    def extra_repr(self) -> str:
-        """Describe the layer for ``print(module)``."""
-        return f"{super().extra_repr()}, {self._method_repr()}"
 
 
 def set_progress(model: nn.Module, epoch: int, total_epochs: int) -> int:
