@@ -12,6 +12,9 @@ exactly once, the BatchNorm's input *is* the layer's output tensor, and no other
 that tensor. Folded BatchNorms become ``nn.Identity``. Without example inputs nothing is folded
 (still exact, a little slower); :func:`freeze` never guesses from module order.
 
+Full-precision convs get the same treatment where it is proven safe: their BatchNorm is folded
+into the weight and a bias, and 1×1 convs run as GEMMs (:mod:`bidrn.deploy.dense`).
+
 Finally, BiDRN's Local Convolution Residual units (whose BatchNorm follows RPReLU and the residual,
 so it cannot be folded) become :class:`bidrn.deploy.fusion.FusedLocalConvResidual`, which applies
 RPReLU, residual, merge and BatchNorm in the packed convs' epilogue.
@@ -31,6 +34,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
 from bidrn.binary import BinaryConv2d, BinaryConvTranspose2d, BinaryLayer, BinaryLinear
+from bidrn.deploy.dense import batchnorm_factors, fold_batchnorm_into_conv, use_pointwise_convs
 from bidrn.deploy.layers import (
     PackedBinaryConv2d,
     PackedBinaryConvTranspose2d,
@@ -52,7 +56,7 @@ class _Trace:
     """What one traced forward pass saw."""
 
     calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    outputs: dict[int, str] = field(default_factory=dict)  # id(output tensor) -> binary layer name
+    outputs: dict[int, str] = field(default_factory=dict)  # id(output tensor) -> layer name
     keep_alive: list[Tensor] = field(default_factory=list)  # ids stay unique while traced
     batchnorm_input: dict[str, str | None] = field(default_factory=dict)  # bn name -> layer name
     other_uses: set[str] = field(default_factory=set)  # layer names whose output is read elsewhere
@@ -80,8 +84,16 @@ class _UseCounter(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+def _is_foldable_layer(module: nn.Module) -> bool:
+    """Binary layers and plain full-precision ``nn.Conv2d`` can absorb a following BatchNorm."""
+    return isinstance(module, BinaryLayer) or type(module) is nn.Conv2d
+
+
 def find_foldable_batchnorms(model: nn.Module, example_inputs: Sequence[Any]) -> dict[str, str]:
-    """Map binary layer name -> name of the BatchNorm that can be folded into it (see module doc)."""
+    """Map layer name -> name of the BatchNorm that can be folded into it (see module doc).
+
+    Layers are binary layers and plain full-precision ``nn.Conv2d``.
+    """
     names = {module: name for name, module in model.named_modules()}
     trace = _Trace()
     handles = []
@@ -103,7 +115,7 @@ def find_foldable_batchnorms(model: nn.Module, example_inputs: Sequence[Any]) ->
         trace.inside.pop()
 
     for module in model.modules():
-        if isinstance(module, BinaryLayer):
+        if _is_foldable_layer(module):
             handles.append(module.register_forward_hook(after_layer))
         elif isinstance(module, _BATCHNORMS):
             handles.append(module.register_forward_pre_hook(before_batchnorm))
@@ -137,16 +149,9 @@ def _can_fold(layer: nn.Module, batchnorm: nn.Module) -> bool:
     )
     if batchnorm.num_features != out_channels:
         return False
-    return not isinstance(layer, BinaryLinear) or isinstance(batchnorm, nn.BatchNorm1d)
-
-
-def _batchnorm_factors(batchnorm: nn.Module) -> tuple[Tensor, Tensor]:
-    """(scale, shift) with ``bn(y) = y * scale + shift`` in eval mode, in float64."""
-    std = torch.sqrt(batchnorm.running_var.double() + batchnorm.eps)
-    gamma = batchnorm.weight.double() if batchnorm.weight is not None else torch.ones_like(std)
-    beta = batchnorm.bias.double() if batchnorm.bias is not None else torch.zeros_like(std)
-    scale = gamma / std
-    return scale, beta - batchnorm.running_mean.double() * scale
+    if isinstance(layer, BinaryLinear):
+        return isinstance(batchnorm, nn.BatchNorm1d)
+    return isinstance(batchnorm, nn.BatchNorm2d)
 
 
 @torch.no_grad()
@@ -192,7 +197,7 @@ def pack_layer(layer: BinaryLayer, batchnorm: nn.Module | None = None) -> Packed
         multiplier = multiplier * terms.output_scale.double()
     addend = layer.bias.double() if layer.bias is not None else torch.zeros_like(multiplier)
     if batchnorm is not None:
-        scale, shift = _batchnorm_factors(batchnorm)
+        scale, shift = batchnorm_factors(batchnorm)
         multiplier, addend = multiplier * scale, addend * scale + shift
     packed.set_terms(pack_weight(weight_sign), multiplier.float(), addend.float(), threshold)
     return packed.to(layer.weight.device)
@@ -215,7 +220,8 @@ def freeze(model: nn.Module, example_inputs: Sequence[Any] | None = None, fuse: 
     Returns:
         The frozen module, with 4-D weights in channels-last memory format (the packed layers work
         channels-last, so the full-precision convs keep activations that way too); its
-        :func:`frozen_layout` lists the packed layers, folded BatchNorms and fused units.
+        :func:`frozen_layout` lists the packed layers, folded BatchNorms, full-precision convs that
+        gained a bias from folding, and fused units.
     """
     if isinstance(model, BinaryLayer):
         raise BidrnError("freeze a model that contains binary layers, not a single layer")
@@ -225,9 +231,18 @@ def freeze(model: nn.Module, example_inputs: Sequence[Any] | None = None, fuse: 
     for name, layer in layers:
         batchnorm = frozen.get_submodule(pairs[name]) if name in pairs else None
         _replace(frozen, name, pack_layer(layer, batchnorm))
+    biased_convs = []
+    for name, bn_name in pairs.items():
+        conv = frozen.get_submodule(name)
+        if type(conv) is nn.Conv2d:
+            if conv.bias is None:
+                biased_convs.append(name)
+            fold_batchnorm_into_conv(conv, frozen.get_submodule(bn_name))
     for bn_name in pairs.values():
         _replace(frozen, bn_name, nn.Identity())
     frozen.bidrn_folded_batchnorms = sorted(pairs.values())
+    frozen.bidrn_biased_convs = sorted(biased_convs)
+    use_pointwise_convs(frozen)
     frozen.bidrn_fused_units = fuse_units(frozen) if fuse else []
     return frozen.to(memory_format=torch.channels_last)
 
@@ -258,5 +273,6 @@ def frozen_layout(model: nn.Module) -> dict[str, Any]:
     return {
         "packed_layers": layers,
         "folded_batchnorms": list(getattr(model, "bidrn_folded_batchnorms", [])),
+        "biased_convs": list(getattr(model, "bidrn_biased_convs", [])),
         "fused_units": list(getattr(model, "bidrn_fused_units", [])),
     }

@@ -10,7 +10,9 @@ when loaded). The safetensors metadata (string -> string) carries:
   :func:`load` rebuilds the module skeleton with :func:`bidrn.create_model` (absent for custom
   models: pass ``skeleton=`` to :func:`load`);
 * ``layout``: JSON from :func:`bidrn.deploy.freeze.frozen_layout`: each packed layer's name and
-  constructor arguments, the BatchNorms folded away and the fused BiDRN units.
+  constructor arguments, the BatchNorms folded away, the full-precision convs that gained a bias
+  from folding, and the fused BiDRN units (``biased_convs`` is absent in files written before
+  full-precision folding existed; they load unchanged).
 
 Loading never unpickles anything.
 """
@@ -26,6 +28,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from bidrn.deploy.dense import use_pointwise_convs
 from bidrn.deploy.freeze import frozen_layout, fuse_units
 from bidrn.deploy.layers import (
     PackedBinaryConv2d,
@@ -157,12 +160,17 @@ def load(path: str | Path, skeleton: nn.Module | None = None) -> nn.Module:
             _replace(model, name, _packed_layer(config))
         for name in layout["folded_batchnorms"]:
             _replace(model, name, nn.Identity())
+        for name in layout.get("biased_convs", []):
+            conv = model.get_submodule(name)
+            conv.bias = nn.Parameter(torch.zeros(conv.out_channels))
+        use_pointwise_convs(model)
         fused = fuse_units(model) if layout.get("fused_units") else []
         if sorted(fused) != sorted(layout.get("fused_units", [])):
             raise BidrnError("the fused units differ from the file's")
     except (AttributeError, TypeError, ValueError, BidrnError) as error:
         raise InputFileError(path, f"frozen layout does not fit the model: {error}") from error
     model.bidrn_folded_batchnorms = list(layout["folded_batchnorms"])
+    model.bidrn_biased_convs = list(layout.get("biased_convs", []))
     model.bidrn_fused_units = fused
     with safe_open(str(path), framework="pt") as handle:
         tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (safe_open API)
