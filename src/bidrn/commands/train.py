@@ -73,6 +73,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr-decay-factor", type=float, default=defaults.lr_decay_factor)
     parser.add_argument("--grad-clip", type=float, default=None, metavar="NORM", help="clip gradient norm")
     parser.add_argument("--no-amp", action="store_true", help="full precision on GPU (AMP is off on CPU)")
+    parser.add_argument(
+        "--no-augmentation",
+        action="store_true",
+        help="train on the crops as evaluation sees them (no scale/rotation/flip/colour jitter)",
+    )
     parser.add_argument("--workers", type=int, default=defaults.num_workers, help="DataLoader workers")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--max-steps", type=int, default=None, help="stop (with a checkpoint) after N steps")
@@ -133,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
         seed_everything(args.seed)  # the initial weights depend on the seed too
         model = bidrn.create_model(args.model, body_model=body_model, **overrides)
         dataset = fit_to_model(
-            open_dataset(args.data, train=True, body_model=body_model, seed=args.seed), model
+            open_dataset(args.data, train=not args.no_augmentation, body_model=body_model, seed=args.seed),
+            model,
         )
         trainer = Trainer(
             model,
