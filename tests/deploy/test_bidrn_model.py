@@ -42,6 +42,8 @@ def test_fused_unit_matches_unit(isa, form):
     assert unit.form == form
     frozen = freeze(nn.Sequential(unit))
     assert isinstance(frozen[0], FusedLocalConvResidual)
+    # branches reading the same input pack it once (Down Sample and Fusion Up have several)
+    assert frozen[0].shares_packed_input == (form in ("fusion_up", "down_sample"))
     x = torch.randn(2, in_channels, 9, 7)
     with torch.no_grad():
         expected, actual = unit(x), frozen(x)

@@ -72,6 +72,15 @@ class FusedLocalConvResidual(nn.Module):
         self.bn = unit.bn
         self.output_clamp: tuple[float, float] | None = None  # set by fuse_preactivations
         self._post: list[tuple[Tensor, PostOps]] | None = None
+        # Branches that read the same input through identical convs share one packed input.
+        first = self.convs[0].config()
+        self.shares_packed_input = (
+            self.form != "fusion_down"
+            and len(self.convs) > 1
+            and not first["has_threshold"]
+            and not first["input_scale"]
+            and all(conv.config() == first for conv in self.convs)
+        )
         self.register_load_state_dict_post_hook(lambda module, _keys: module.invalidate())
 
     def invalidate(self) -> None:
@@ -157,6 +166,9 @@ class FusedLocalConvResidual(nn.Module):
             if tuple(out.shape) != (batch, out_h, out_w, total) or out.stride(3) != 1:
                 raise ValueError("accumulate_into must be a channels-last tensor of the unit's output shape")
         clamp_bounds = None if clamp is None else torch.tensor(clamp, dtype=torch.float32)
+        shared = None
+        if self.shares_packed_input:
+            shared = kernels.pack_input(a_nhwc, first._kernel_operands()[0], out_h, out_w)
         for index, (conv, (addend, post)) in enumerate(zip(self.convs, self._branch_terms(), strict=True)):
             phases, multiplier, _ = conv._kernel_operands()
             if summed:
@@ -186,6 +198,7 @@ class FusedLocalConvResidual(nn.Module):
                 conv._threshold(),
                 out=target,
                 post=branch_post,
+                packed=shared,
             )
         return out.permute(0, 3, 1, 2)
 

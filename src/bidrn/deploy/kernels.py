@@ -155,6 +155,64 @@ def _address(t: Tensor | None) -> int:
     return 0 if t is None else t.data_ptr()
 
 
+@dataclass(frozen=True)
+class PackedInput:
+    """Sign bits of a float input, packed once into a zero-bordered buffer for some conv phases.
+
+    ``buffer`` is ``(N, H + top + bottom, W + left + right, words)`` int64; ``scale`` holds
+    XNOR-Net's per-sample mean ``|x|`` when it was requested.
+    """
+
+    buffer: Tensor
+    scale: Tensor | None
+    in_size: tuple[int, int]
+    margins: tuple[int, int]  # (top, left)
+    channels: int
+    pointers: tuple[int, ...]
+    dims: tuple[int, ...]
+
+
+def _packed_input(
+    x_nhwc: Tensor,
+    phases: list[ConvPhase],
+    out_h: int,
+    out_w: int,
+    threshold: Tensor | None,
+    input_scale: bool,
+) -> PackedInput:
+    """Allocate the packed buffer (not yet filled) for ``x_nhwc`` as the input of ``phases``."""
+    _unit_channel_stride(x_nhwc, "the packed conv input")
+    batch, in_h, in_w, channels = x_nhwc.shape
+    words = phases[0].weights.weights.shape[2]
+    sizes = [phase.out_size(out_h, out_w) for phase in phases]
+    margins = [p.input_margins(in_h, in_w, r, c) for p, (r, c) in zip(phases, sizes, strict=True) if r and c]
+    top, bottom, left, right = (max((m[i] for m in margins), default=0) for i in range(4))
+    buf_h, buf_w = in_h + top + bottom, in_w + left + right
+    buffer = torch.empty((batch, buf_h, buf_w, words), dtype=torch.int64)
+    scale = torch.empty(batch, dtype=torch.float32) if input_scale else None
+    pointers = (x_nhwc.data_ptr(), _address(threshold), buffer.data_ptr(), _address(scale))
+    dims = (batch, in_h, in_w, channels, buf_h, buf_w, top, left, words, *x_nhwc.stride()[:3])
+    return PackedInput(buffer, scale, (in_h, in_w), (top, left), channels, pointers, dims)
+
+
+def pack_input(
+    x_nhwc: Tensor,
+    phases: list[ConvPhase],
+    out_h: int,
+    out_w: int,
+    threshold: Tensor | None = None,
+    input_scale: bool = False,
+) -> PackedInput:
+    """Pack the sign bits of ``x_nhwc`` once, for :func:`packed_conv` calls that share the input.
+
+    Every call that reuses the result must use phases with the same geometry (kernel, stride,
+    dilation, padding), the same input channels and the same ``threshold`` / ``input_scale``.
+    """
+    packed = _packed_input(x_nhwc, phases, out_h, out_w, threshold, input_scale)
+    _extension.pack(packed.pointers, packed.dims, torch.get_num_threads())
+    return packed
+
+
 def packed_conv(
     x_nhwc: Tensor,
     phases: list[ConvPhase],
@@ -167,6 +225,7 @@ def packed_conv(
     input_scale: bool = False,
     out: Tensor | None = None,
     post: PostOps | None = None,
+    packed: PackedInput | None = None,
 ) -> Tensor:
     """Binary convolution of float32 input ``(N, H, W, C)`` -> ``(N, out_h, out_w, O)``.
 
@@ -174,34 +233,33 @@ def packed_conv(
     the mean of ``|x|`` over a sample when ``input_scale`` (XNOR-Net) and 1 otherwise, followed by
     the optional :class:`PostOps`; ``multiplier`` and ``addend`` are float32 padded to the kernels'
     channel chunk. ``x_nhwc`` and ``out`` may be strided views (e.g. channel slices) as long as
-    channels are contiguous; ``out`` is allocated when not given.
+    channels are contiguous; ``out`` is allocated when not given. ``packed`` (from
+    :func:`pack_input` on the same ``x_nhwc``) skips packing; otherwise a single-phase conv packs
+    and convolves in one fused call.
     """
-    _unit_channel_stride(x_nhwc, "the packed conv input")
-    batch, in_h, in_w, channels = x_nhwc.shape
-    words = phases[0].weights.weights.shape[2]
+    batch = x_nhwc.shape[0]
     padded = phases[0].weights.out_channels_padded
     sizes = [phase.out_size(out_h, out_w) for phase in phases]
-    margins = [p.input_margins(in_h, in_w, r, c) for p, (r, c) in zip(phases, sizes, strict=True) if r and c]
-    top, bottom, left, right = (max((m[i] for m in margins), default=0) for i in range(4))
-    buf_h, buf_w = in_h + top + bottom, in_w + left + right
-    packed = torch.empty((batch, buf_h, buf_w, words), dtype=torch.int64)
     if out is None:
         out = torch.empty((batch, out_h, out_w, out_channels), dtype=torch.float32)
     _unit_channel_stride(out, "the packed conv output")
     post = post or PostOps()
     if post.residual is not None:
         _unit_channel_stride(post.residual, "the residual")
-    scale = torch.empty(batch, dtype=torch.float32) if input_scale else None
-    threads = torch.get_num_threads()
-    pack_pointers = (x_nhwc.data_ptr(), _address(threshold), packed.data_ptr(), _address(scale))
-    pack_dims = (batch, in_h, in_w, channels, buf_h, buf_w, top, left, words, *x_nhwc.stride()[:3])
+    fused_packing = packed is None and len(phases) == 1
+    if packed is None:
+        packed = _packed_input(x_nhwc, phases, out_h, out_w, threshold, input_scale)
+        if not fused_packing:
+            _extension.pack(packed.pointers, packed.dims, torch.get_num_threads())
+    (in_h, in_w), (top, left) = packed.in_size, packed.margins
+    buf_h, buf_w, words = packed.buffer.shape[1:]
     residual_strides = post.residual.stride()[:3] if post.residual is not None else (0, 0, 0)
 
     def conv_pointers(phase: ConvPhase) -> tuple[int, ...]:
         first = phase.out_start[0] * out.stride(1) + phase.out_start[1] * out.stride(2)
         return (
-            packed.data_ptr(), phase.weights.weights.data_ptr(), phase.weights.tap_sums.data_ptr(),
-            multiplier.data_ptr(), addend.data_ptr(), _address(scale),
+            packed.buffer.data_ptr(), phase.weights.weights.data_ptr(), phase.weights.tap_sums.data_ptr(),
+            multiplier.data_ptr(), addend.data_ptr(), _address(packed.scale),
             out.data_ptr() + first * out.element_size(),
             _address(post.slope), _address(post.residual), _address(post.scale), _address(post.shift),
             _address(post.clamp),
@@ -209,22 +267,22 @@ def packed_conv(
 
     def conv_dims(phase: ConvPhase, rows: int, cols: int) -> tuple[int, ...]:
         return (
-            batch, in_h, in_w, buf_h, buf_w, top, left, words, channels,
+            batch, in_h, in_w, buf_h, buf_w, top, left, words, packed.channels,
             *phase.kernel_size, *phase.stride, *phase.dilation, *phase.offset,
             rows, cols, out_channels, padded,
             out.stride(0), phase.out_step[0] * out.stride(1), phase.out_step[1] * out.stride(2),
             *residual_strides, int(post.accumulate),
         )  # fmt: skip
 
-    if len(phases) == 1:
+    threads = torch.get_num_threads()
+    if fused_packing:
         (phase,) = phases
         _extension.pack_conv(
-            pack_pointers, pack_dims, conv_pointers(phase), conv_dims(phase, *sizes[0]), threads
+            packed.pointers, packed.dims, conv_pointers(phase), conv_dims(phase, *sizes[0]), threads
         )
         return out
-    if post.active:
+    if post.active and len(phases) > 1:
         raise ValueError("post-ops are supported for single-phase convolutions only")
-    _extension.pack(pack_pointers, pack_dims, threads)
     for phase, (rows, cols) in zip(phases, sizes, strict=True):
         if rows == 0 or cols == 0:
             continue
