@@ -75,6 +75,10 @@ def test_frozen_tiny_bidrn_matches_simulated_and_round_trips(tmp_path):
     frozen = freeze(model, example_inputs=(images[:1],))
     assert any(isinstance(module, FusedBiDRB) for module in frozen.modules())
     assert any(isinstance(module, FusedLocalConvResidual) for module in frozen.modules())
+    stages = frozen.body_encoder.stages  # the next stage's Hardtanh is fused across the boundary
+    assert stages[0][-1].output_clamp == (-1.0, 1.0)
+    assert isinstance(stages[1][0].preactivation, nn.Identity)
+    assert stages[-1][-1].output_clamp is None  # the encoder's output is not clamped
     with torch.no_grad():
         expected, actual = model(images), frozen(images)
     for name in (

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from bidrn.deploy import kernels
 from bidrn.deploy.kernels import PostOps
 from bidrn.deploy.layers import PackedBinaryConv2d
-from bidrn.nets.bidrn import BiDRBasicBlock, BiDRBottleneck, LocalConvResidual
+from bidrn.nets.bidrn import BiDRBasicBlock, BiDRBottleneck, BiDRNEncoder, LocalConvResidual
 
 __all__ = ["FusedBiDRB", "FusedLocalConvResidual", "can_fuse", "can_fuse_block", "fuse_preactivations"]
 
@@ -253,20 +253,31 @@ def _clamp_bounds(module: nn.Module) -> tuple[float, float] | None:
     return None
 
 
+def _chains(model: nn.Module) -> list[list[nn.Module]]:
+    """Module sequences applied one after the other.
+
+    Each ``nn.Sequential``'s children, and the blocks of every :class:`BiDRNEncoder` across its
+    stages (its forward runs them in order, and only the last block's output leaves the encoder).
+    """
+    chains = [list(module) for module in model.modules() if isinstance(module, nn.Sequential)]
+    for encoder in model.modules():
+        if isinstance(encoder, BiDRNEncoder):
+            chains.append([block for stage in encoder.stages for block in stage])
+    return chains
+
+
 def fuse_preactivations(model: nn.Module) -> int:
     """Move clamp-like pre-activations of fused units into the previous unit of the same chain.
 
-    For consecutive children ``u, v`` of an ``nn.Sequential`` that are both
+    For consecutive members ``u, v`` of a chain (see :func:`_chains`) that are both
     :class:`FusedLocalConvResidual` (or both :class:`FusedBiDRB`) and ``v`` starts with Hardtanh or
     ReLU, ``u`` clamps its output and ``v``'s pre-activation becomes ``nn.Identity``. Returns the
     number of moves.
     """
     moved = 0
-    for chain in model.modules():
-        if not isinstance(chain, nn.Sequential):
-            continue
+    fused = (FusedLocalConvResidual, FusedBiDRB)
+    for chain in _chains(model):
         for current, following in itertools.pairwise(chain):
-            fused = (FusedLocalConvResidual, FusedBiDRB)
             if not (isinstance(current, fused) and isinstance(following, type(current))):
                 continue
             bounds = _clamp_bounds(following.preactivation)
