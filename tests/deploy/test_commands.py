@@ -73,5 +73,9 @@ def test_bench_end_to_end_and_size_json(capsys):
     (row,) = report["end_to_end"]
     for key in ("hand4whole_fp32_ms", "bidrn_simulated_ms", "bidrn_frozen_ms", "speedup_vs_hand4whole_fp32"):
         assert row[key] > 0
+    assert row["hand4whole_fp32_ms"] == min(
+        row["hand4whole_fp32_nchw_ms"], row["hand4whole_fp32_channels_last_ms"]
+    )
+    assert row["speedup_vs_hand4whole_fp32"] == row["hand4whole_fp32_ms"] / row["bidrn_frozen_ms"]
     size = report["size"]
     assert 0 < size["bidrn_frozen_fp16_mb"] < size["bidrn_frozen_mb"] < size["hand4whole_fp32_mb"]
