@@ -17,6 +17,7 @@ one-line warning.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import warnings
@@ -103,6 +104,11 @@ class ConvPhase:
     out_start: tuple[int, int] = (0, 0)
     out_step: tuple[int, int] = (1, 1)
 
+    @functools.cached_property
+    def geometry(self) -> tuple[tuple[int, int], ...]:
+        """Everything but the weights, hashable: the key of the per-shape layout cache."""
+        return (self.kernel_size, self.stride, self.dilation, self.offset, self.out_start, self.out_step)
+
     def out_size(self, out_h: int, out_w: int) -> tuple[int, int]:
         """Number of output rows and columns this phase fills in a ``out_h x out_w`` output."""
         rows = max(0, -(-(out_h - self.out_start[0]) // self.out_step[0]))
@@ -165,11 +171,22 @@ class PackedInput:
 
     buffer: Tensor
     scale: Tensor | None
-    in_size: tuple[int, int]
     margins: tuple[int, int]  # (top, left)
     channels: int
     pointers: tuple[int, ...]
     dims: tuple[int, ...]
+
+
+@functools.lru_cache(maxsize=4096)
+def _buffer_layout(
+    geometries: tuple[tuple[tuple[int, int], ...], ...], in_h: int, in_w: int, out_h: int, out_w: int
+) -> tuple[tuple[tuple[int, int], ...], tuple[int, int, int, int]]:
+    """Per-phase output sizes and the packed buffer's zero margins (top, bottom, left, right)."""
+    phases = [ConvPhase(None, *geometry) for geometry in geometries]  # geometry only, no weights
+    sizes = tuple(phase.out_size(out_h, out_w) for phase in phases)
+    margins = [p.input_margins(in_h, in_w, r, c) for p, (r, c) in zip(phases, sizes, strict=True) if r and c]
+    top, bottom, left, right = (max((m[i] for m in margins), default=0) for i in range(4))
+    return sizes, (top, bottom, left, right)
 
 
 def _packed_input(
@@ -184,15 +201,14 @@ def _packed_input(
     _unit_channel_stride(x_nhwc, "the packed conv input")
     batch, in_h, in_w, channels = x_nhwc.shape
     words = phases[0].weights.weights.shape[2]
-    sizes = [phase.out_size(out_h, out_w) for phase in phases]
-    margins = [p.input_margins(in_h, in_w, r, c) for p, (r, c) in zip(phases, sizes, strict=True) if r and c]
-    top, bottom, left, right = (max((m[i] for m in margins), default=0) for i in range(4))
+    geometries = tuple(phase.geometry for phase in phases)
+    _, (top, bottom, left, right) = _buffer_layout(geometries, in_h, in_w, out_h, out_w)
     buf_h, buf_w = in_h + top + bottom, in_w + left + right
     buffer = torch.empty((batch, buf_h, buf_w, words), dtype=torch.int64)
     scale = torch.empty(batch, dtype=torch.float32) if input_scale else None
     pointers = (x_nhwc.data_ptr(), _address(threshold), buffer.data_ptr(), _address(scale))
     dims = (batch, in_h, in_w, channels, buf_h, buf_w, top, left, words, *x_nhwc.stride()[:3])
-    return PackedInput(buffer, scale, (in_h, in_w), (top, left), channels, pointers, dims)
+    return PackedInput(buffer, scale, (top, left), channels, pointers, dims)
 
 
 def pack_input(
@@ -239,7 +255,8 @@ def packed_conv(
     """
     batch = x_nhwc.shape[0]
     padded = phases[0].weights.out_channels_padded
-    sizes = [phase.out_size(out_h, out_w) for phase in phases]
+    in_h, in_w = x_nhwc.shape[1:3]
+    sizes, _ = _buffer_layout(tuple(phase.geometry for phase in phases), in_h, in_w, out_h, out_w)
     if out is None:
         out = torch.empty((batch, out_h, out_w, out_channels), dtype=torch.float32)
     _unit_channel_stride(out, "the packed conv output")
@@ -251,7 +268,7 @@ def packed_conv(
         packed = _packed_input(x_nhwc, phases, out_h, out_w, threshold, input_scale)
         if not fused_packing:
             _extension.pack(packed.pointers, packed.dims, torch.get_num_threads())
-    (in_h, in_w), (top, left) = packed.in_size, packed.margins
+    top, left = packed.margins
     buf_h, buf_w, words = packed.buffer.shape[1:]
     residual_strides = post.residual.stride()[:3] if post.residual is not None else (0, 0, 0)
 
