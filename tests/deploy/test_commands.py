@@ -1,6 +1,7 @@
 """bidrn export / bidrn bench, driven through the CLI entry point."""
 
 import json
+import time
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ import torch
 import bidrn
 from bidrn.cli import main
 from bidrn.deploy import load
+from bidrn.deploy.benchmark import median_ms
 from bidrn.engine.checkpoint import save_checkpoint
 
 TINY = {"width": 0.125, "body_input": [64, 48], "hand_input": [64, 64], "face_input": [64, 64]}
@@ -50,6 +52,19 @@ def test_bench_layers_json(capsys):
     for row in report["layers"]:
         assert row["fp32_ms"] > 0 and row["packed_ms"] > 0
         assert abs(row["speedup"] - row["fp32_ms"] / row["packed_ms"]) < 1e-9
+        assert abs(row["speedup_steady"] - row["fp32_steady_ms"] / row["packed_steady_ms"]) < 1e-9
+
+
+def test_median_ms_bursts_report_time_per_call():
+    calls = []
+
+    def slow():
+        calls.append(1)
+        time.sleep(0.002)
+
+    times = median_ms({"slow": slow}, repeats=3, warmup=1, burst=4)
+    assert len(calls) == 1 + 3 * 4
+    assert 2.0 <= times["slow"] < 6.0  # per call, not per burst of four
 
 
 @pytest.mark.slow

@@ -97,12 +97,16 @@ def _cpu_info(field: str) -> str | None:
 def _print_tables(report: dict) -> None:
     machine = report["machine"]
     print(f"# {machine['cpu']}  flags: {' '.join(machine['cpu_flags'])}  kernels: {machine['kernels']}")
-    print(f"{'layer':32s} {'batch':>5s} {'thr':>3s} {'fp32 ms':>9s} {'packed ms':>9s} {'speedup':>8s}")
+    print(
+        f"{'layer':32s} {'batch':>5s} {'thr':>3s} {'fp32 ms':>9s} {'packed ms':>9s} {'speedup':>8s} "
+        f"{'steady':>7s}"
+    )
     for row in report["layers"]:
         print(
             f"{row['name']:32s} {row['batch']:5d} {row['threads']:3d} {row['fp32_ms']:9.3f} "
-            f"{row['packed_ms']:9.3f} {row['speedup']:7.1f}x"
+            f"{row['packed_ms']:9.3f} {row['speedup']:7.1f}x {row['speedup_steady']:6.1f}x"
         )
+    print("(speedup: single calls interleaved, cold weights; steady: bursts of five calls)")
     if report["end_to_end"]:
         print(
             f"\n{'end to end':10s} {'batch':>5s} {'thr':>3s} {'H4W fp32':>10s} {'simulated':>10s} "

@@ -67,8 +67,16 @@ LAYER_CASES = (
 )
 
 
-def median_ms(functions: dict[str, Callable[[], Any]], repeats: int, warmup: int = 2) -> dict[str, float]:
-    """Median wall time (ms) of each function, calls interleaved round-robin."""
+def median_ms(
+    functions: dict[str, Callable[[], Any]], repeats: int, warmup: int = 2, burst: int = 1
+) -> dict[str, float]:
+    """Median wall time (ms) per call of each function, interleaved round-robin.
+
+    With ``burst = 1`` every call follows the other contenders' calls, so it starts with the caches
+    they left (a layer's weights are cold). With ``burst > 1`` each sample is the mean of ``burst``
+    back-to-back calls, which measures a function in the steady state it has inside a network of
+    its own kind; the contenders still alternate, so machine noise hits them alike.
+    """
     samples: dict[str, list[float]] = {name: [] for name in functions}
     with torch.no_grad():
         for _ in range(warmup):
@@ -77,8 +85,9 @@ def median_ms(functions: dict[str, Callable[[], Any]], repeats: int, warmup: int
         for _ in range(repeats):
             for name, function in functions.items():
                 start = time.perf_counter()
-                function()
-                samples[name].append((time.perf_counter() - start) * 1e3)
+                for _ in range(burst):
+                    function()
+                samples[name].append((time.perf_counter() - start) * 1e3 / burst)
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
@@ -120,12 +129,19 @@ def _layer_pair(case: LayerCase, batch: int, generator: torch.Generator) -> dict
 def benchmark_layers(
     batch: int, repeats: int, cases: tuple[LayerCase, ...] = LAYER_CASES
 ) -> list[dict[str, Any]]:
-    """Per-layer rows: ``name``, ``batch``, ``fp32_ms`` (best layout), ``packed_ms``, ``speedup``."""
+    """Per-layer rows: ``name``, ``batch``, ``fp32_ms`` (best layout), ``packed_ms``, ``speedup``.
+
+    The main figures interleave single calls (cold weights, see :func:`median_ms`); the
+    ``*_steady_ms`` / ``speedup_steady`` figures interleave bursts of five calls.
+    """
     generator = torch.Generator().manual_seed(0)
     rows = []
     for case in cases:
-        times = median_ms(_layer_pair(case, batch, generator), repeats)
+        contenders = _layer_pair(case, batch, generator)
+        times = median_ms(contenders, repeats)
+        steady = median_ms(contenders, max(1, repeats // 5), burst=5)
         fp32_ms = min(times["fp32_nchw"], times["fp32_channels_last"])
+        fp32_steady_ms = min(steady["fp32_nchw"], steady["fp32_channels_last"])
         rows.append(
             {
                 "name": case.name,
@@ -135,6 +151,9 @@ def benchmark_layers(
                 "fp32_channels_last_ms": times["fp32_channels_last"],
                 "packed_ms": times["packed"],
                 "speedup": fp32_ms / times["packed"],
+                "fp32_steady_ms": fp32_steady_ms,
+                "packed_steady_ms": steady["packed"],
+                "speedup_steady": fp32_steady_ms / steady["packed"],
             }
         )
     return rows
