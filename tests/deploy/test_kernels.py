@@ -135,3 +135,20 @@ def test_conv_output_is_channels_last_and_accepts_any_layout(isa):
     assert torch.equal(out, layer(x[:, :, :, :].transpose(2, 3).contiguous().transpose(2, 3)))
     if isa != "reference":
         assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_call_plans_follow_input_shapes_and_new_weights(isa):
+    """A packed conv caches one call plan per input shape; new terms or weights invalidate them."""
+    x, generator = random_input(5, (2, 64, 6, 7), 0.1)
+    weight = random_signs(generator, (16, 64, 3, 3))
+    layer = integer_layer(PackedBinaryConv2d(64, 16, 3, stride=2, padding=1), weight)
+    for shape in ((2, 64, 6, 7), (1, 64, 9, 4), (2, 64, 6, 7)):
+        inputs = x if shape == x.shape else random_input(6, shape, 0.1)[0]
+        assert torch.equal(layer(inputs), F.conv2d(signs(inputs), weight, stride=2, padding=1))
+    flipped = -weight
+    integer_layer(layer, flipped)
+    assert torch.equal(layer(x), F.conv2d(signs(x), flipped, stride=2, padding=1))
+    layer.load_state_dict(
+        integer_layer(PackedBinaryConv2d(64, 16, 3, stride=2, padding=1), weight).state_dict()
+    )
+    assert torch.equal(layer(x), F.conv2d(signs(x), weight, stride=2, padding=1))

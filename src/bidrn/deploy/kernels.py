@@ -229,6 +229,97 @@ def pack_input(
     return packed
 
 
+def _conv_pointers(
+    buffer: int, phase: ConvPhase, multiplier: Tensor, addend: Tensor, scale: int, out: int, post: PostOps
+) -> tuple[int, ...]:
+    """Addresses for ``_extension.conv``; ``out`` is the address of the phase's first output."""
+    return (
+        buffer, phase.weights.weights.data_ptr(), phase.weights.tap_sums.data_ptr(),
+        multiplier.data_ptr(), addend.data_ptr(), scale, out,
+        _address(post.slope), _address(post.residual), _address(post.scale), _address(post.shift),
+        _address(post.clamp),
+    )  # fmt: skip
+
+
+def _conv_dims(
+    packed: tuple[int, ...],
+    phase: ConvPhase,
+    rows: int,
+    cols: int,
+    out_channels: int,
+    out_strides: tuple[int, int, int],
+    residual_strides: tuple[int, int, int],
+    accumulate: bool,
+) -> tuple[int, ...]:
+    """Sizes and strides for ``_extension.conv``; ``packed`` is the packing call's dims tuple."""
+    batch, in_h, in_w, channels, buf_h, buf_w, top, left, words = packed[:9]
+    return (
+        batch, in_h, in_w, buf_h, buf_w, top, left, words, channels,
+        *phase.kernel_size, *phase.stride, *phase.dilation, *phase.offset,
+        rows, cols, out_channels, phase.weights.out_channels_padded,
+        out_strides[0], phase.out_step[0] * out_strides[1], phase.out_step[1] * out_strides[2],
+        *residual_strides, int(accumulate),
+    )  # fmt: skip
+
+
+_NO_POST = PostOps()
+
+
+@dataclass(frozen=True)
+class PlainConvPlan:
+    """A single-phase packed conv into a fresh output, no post-ops, for one input shape and stride.
+
+    Everything but the input, buffer and output addresses is computed once by
+    :func:`plan_plain_conv`; :func:`run_plain_conv` then costs two allocations and one call into
+    the extension. The plan holds the operand tensors, so their addresses stay valid.
+    """
+
+    buffer_shape: tuple[int, int, int, int]
+    out_shape: tuple[int, int, int, int]
+    pack_dims: tuple[int, ...]
+    conv_dims: tuple[int, ...]
+    conv_pointers: tuple[int, ...]  # with the buffer and output addresses zeroed
+    threshold_address: int
+    operands: tuple[Tensor | ConvPhase | None, ...]
+
+
+def plan_plain_conv(
+    x_nhwc: Tensor,
+    phase: ConvPhase,
+    out_h: int,
+    out_w: int,
+    out_channels: int,
+    multiplier: Tensor,
+    addend: Tensor,
+    threshold: Tensor | None,
+) -> PlainConvPlan:
+    """The :class:`PlainConvPlan` of :func:`packed_conv` for inputs shaped and strided like ``x_nhwc``."""
+    packed = _packed_input(x_nhwc, [phase], out_h, out_w, threshold, input_scale=False)
+    ((rows, cols),), _ = _buffer_layout((phase.geometry,), *x_nhwc.shape[1:3], out_h, out_w)
+    out_strides = (out_h * out_w * out_channels, out_w * out_channels, out_channels)
+    dims = _conv_dims(packed.dims, phase, rows, cols, out_channels, out_strides, (0, 0, 0), False)
+    return PlainConvPlan(
+        tuple(packed.buffer.shape),
+        (x_nhwc.shape[0], out_h, out_w, out_channels),
+        packed.dims,
+        dims,
+        _conv_pointers(0, phase, multiplier, addend, 0, 0, _NO_POST),
+        _address(threshold),
+        (phase, multiplier, addend, threshold),
+    )
+
+
+def run_plain_conv(plan: PlainConvPlan, x_nhwc: Tensor) -> Tensor:
+    """Run a :class:`PlainConvPlan` on ``x_nhwc`` (same shape and strides as planned)."""
+    buffer = torch.empty(plan.buffer_shape, dtype=torch.int64)
+    out = torch.empty(plan.out_shape, dtype=torch.float32)
+    address = buffer.data_ptr()
+    pointers = (address, *plan.conv_pointers[1:6], out.data_ptr(), *plan.conv_pointers[7:])
+    pack_pointers = (x_nhwc.data_ptr(), plan.threshold_address, address, 0)
+    _extension.pack_conv(pack_pointers, plan.pack_dims, pointers, plan.conv_dims, torch.get_num_threads())
+    return out
+
+
 def packed_conv(
     x_nhwc: Tensor,
     phases: list[ConvPhase],
@@ -254,13 +345,12 @@ def packed_conv(
     and convolves in one fused call.
     """
     batch = x_nhwc.shape[0]
-    padded = phases[0].weights.out_channels_padded
     in_h, in_w = x_nhwc.shape[1:3]
     sizes, _ = _buffer_layout(tuple(phase.geometry for phase in phases), in_h, in_w, out_h, out_w)
     if out is None:
         out = torch.empty((batch, out_h, out_w, out_channels), dtype=torch.float32)
     _unit_channel_stride(out, "the packed conv output")
-    post = post or PostOps()
+    post = post or _NO_POST
     if post.residual is not None:
         _unit_channel_stride(post.residual, "the residual")
     fused_packing = packed is None and len(phases) == 1
@@ -268,28 +358,19 @@ def packed_conv(
         packed = _packed_input(x_nhwc, phases, out_h, out_w, threshold, input_scale)
         if not fused_packing:
             _extension.pack(packed.pointers, packed.dims, torch.get_num_threads())
-    top, left = packed.margins
-    buf_h, buf_w, words = packed.buffer.shape[1:]
     residual_strides = post.residual.stride()[:3] if post.residual is not None else (0, 0, 0)
+    out_strides = out.stride()[:3]
 
     def conv_pointers(phase: ConvPhase) -> tuple[int, ...]:
-        first = phase.out_start[0] * out.stride(1) + phase.out_start[1] * out.stride(2)
-        return (
-            packed.buffer.data_ptr(), phase.weights.weights.data_ptr(), phase.weights.tap_sums.data_ptr(),
-            multiplier.data_ptr(), addend.data_ptr(), _address(packed.scale),
-            out.data_ptr() + first * out.element_size(),
-            _address(post.slope), _address(post.residual), _address(post.scale), _address(post.shift),
-            _address(post.clamp),
-        )  # fmt: skip
+        first = phase.out_start[0] * out_strides[1] + phase.out_start[1] * out_strides[2]
+        out_address = out.data_ptr() + first * out.element_size()
+        scale = _address(packed.scale)
+        return _conv_pointers(packed.buffer.data_ptr(), phase, multiplier, addend, scale, out_address, post)
 
     def conv_dims(phase: ConvPhase, rows: int, cols: int) -> tuple[int, ...]:
-        return (
-            batch, in_h, in_w, buf_h, buf_w, top, left, words, packed.channels,
-            *phase.kernel_size, *phase.stride, *phase.dilation, *phase.offset,
-            rows, cols, out_channels, padded,
-            out.stride(0), phase.out_step[0] * out.stride(1), phase.out_step[1] * out.stride(2),
-            *residual_strides, int(post.accumulate),
-        )  # fmt: skip
+        return _conv_dims(
+            packed.dims, phase, rows, cols, out_channels, out_strides, residual_strides, post.accumulate
+        )
 
     threads = torch.get_num_threads()
     if fused_packing:

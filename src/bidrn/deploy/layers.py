@@ -60,11 +60,13 @@ class PackedBinaryLayer(nn.Module):
         self.register_buffer("addend", torch.zeros(out_channels))
         self.register_buffer("input_threshold", torch.zeros(in_channels) if has_threshold else None)
         self._prepared: tuple[list[ConvPhase], Tensor, Tensor] | None = None
+        self._plans: dict[tuple, kernels.PlainConvPlan] = {}  # (input shape, strides) -> plan
         self.register_load_state_dict_post_hook(lambda module, _keys: module.invalidate())
 
     def invalidate(self) -> None:
-        """Forget the derived kernel layout (after the buffers change)."""
+        """Forget the derived kernel layout and call plans (after the buffers change)."""
         self._prepared = None
+        self._plans = {}
 
     def _apply(self, fn, recurse=True):
         self.invalidate()
@@ -198,21 +200,24 @@ class PackedBinaryConv2d(PackedBinaryLayer):
                 self._threshold(),
             )
             return self._epilogue(accumulator, x, 1)
-        phases, multiplier, addend = self._kernel_operands()
-        out_h, out_w = self.out_size(x.shape[2], x.shape[3])
         x_nhwc = x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
-        out = kernels.packed_conv(
-            x_nhwc,
-            phases,
-            out_h,
-            out_w,
-            self.out_channels,
-            multiplier,
-            addend,
-            self._threshold(),
-            self.input_scale,
-        )
-        return out.permute(0, 3, 1, 2)
+        if self.input_scale:
+            phases, multiplier, addend = self._kernel_operands()
+            out_h, out_w = self.out_size(x.shape[2], x.shape[3])
+            out = kernels.packed_conv(
+                x_nhwc, phases, out_h, out_w, self.out_channels, multiplier, addend, self._threshold(), True
+            )
+            return out.permute(0, 3, 1, 2)
+        key = (x_nhwc.shape, x_nhwc.stride())
+        plan = self._plans.get(key)
+        if plan is None:
+            (phase,), multiplier, addend = self._kernel_operands()
+            out_h, out_w = self.out_size(x.shape[2], x.shape[3])
+            plan = kernels.plan_plain_conv(
+                x_nhwc, phase, out_h, out_w, self.out_channels, multiplier, addend, self._threshold()
+            )
+            self._plans[key] = plan
+        return kernels.run_plain_conv(plan, x_nhwc).permute(0, 3, 1, 2)
 
 
 class PackedBinaryConvTranspose2d(PackedBinaryLayer):
