@@ -46,7 +46,6 @@ def run(args: argparse.Namespace) -> int:
 
     import bidrn
     from bidrn.body import load_body_model
-    from bidrn.deploy import read_metadata
     from bidrn.deploy.predict import is_frozen_file, load_model
     from bidrn.engine.checkpoint import load_checkpoint, load_weights_into
     from bidrn.engine.datasets import open_dataset
@@ -58,11 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     frozen = is_frozen_file(args.checkpoint)
     if frozen:
-        name, overrides, body_path = (
-            read_metadata(args.checkpoint)["architecture"]["name"],
-            {},
-            args.body_model,
-        )
+        body_path = args.body_model
     else:
         checkpoint = load_checkpoint(args.checkpoint, with_state=False)
         name = args.model or checkpoint.model_name
@@ -80,8 +75,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         body_model = load_body_model(body_path)
         if frozen:
-            model, _ = load_model(args.checkpoint, device=context.device, frozen=True)
+            model, info = load_model(args.checkpoint, device=context.device, frozen=True)
             model.attach_body_model(body_model)
+            name = info.name
         else:
             model = bidrn.create_model(name, body_model=body_model, **overrides)
             load_weights_into(model, checkpoint, args.checkpoint)
