@@ -25,12 +25,14 @@ unchanged; on the reference path (no compiled kernels) it runs the original sequ
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import torch
 from torch import Tensor, nn
 
 from bidrn.deploy import kernels
+from bidrn.deploy.dense import batchnorm_factors
 from bidrn.deploy.kernels import PostOps
 from bidrn.deploy.layers import PackedBinaryConv2d
 from bidrn.nets.bidrn import BiDRBasicBlock, BiDRBottleneck, BiDRNEncoder, LocalConvResidual
@@ -54,6 +56,12 @@ def _padded(values: Tensor, like: Tensor) -> Tensor:
     out = torch.zeros_like(like)
     out[: values.numel()] = values.float()
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _bounds_tensor(lower: float, upper: float) -> Tensor:
+    """The kernels' read-only ``(lower, upper)`` clamp operand, made once per pair of bounds."""
+    return torch.tensor((lower, upper), dtype=torch.float32)
 
 
 class FusedLocalConvResidual(nn.Module):
@@ -96,9 +104,7 @@ class FusedLocalConvResidual(nn.Module):
         """Per branch: the conv's addend with γ folded in, and the post-ops (float32, padded)."""
         if self._post is not None:
             return self._post
-        bn = self.bn
-        scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
-        shift = bn.bias.double() - bn.running_mean.double() * scale
+        scale, shift = batchnorm_factors(self.bn)
         summed = self.form == "fusion_down"
         terms = []
         for index, (conv, rprelu) in enumerate(zip(self.convs, self.rprelus, strict=True)):
@@ -165,7 +171,7 @@ class FusedLocalConvResidual(nn.Module):
             out = accumulate_into.permute(0, 2, 3, 1)
             if tuple(out.shape) != (batch, out_h, out_w, total) or out.stride(3) != 1:
                 raise ValueError("accumulate_into must be a channels-last tensor of the unit's output shape")
-        clamp_bounds = None if clamp is None else torch.tensor(clamp, dtype=torch.float32)
+        clamp_bounds = None if clamp is None else _bounds_tensor(*clamp)
         shared = None
         if self.shares_packed_input:
             shared = kernels.pack_input(a_nhwc, first._kernel_operands()[0], out_h, out_w)
