@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 
 from bidrn.cli import main
-from tests.deploy.test_inputs import png_header_only
 from tests.deploy.test_predict import tiny_checkpoints
+from tests.media import png_header_only, write_grey_clip
 
 
 @pytest.fixture(scope="module")
@@ -197,17 +197,7 @@ def test_single_bbox_applies_to_the_image(tmp_path, capsys, checkpoints):
 
 
 def test_video_input_through_the_command(tmp_path, capsys, checkpoints):
-    av = pytest.importorskip("av")
-    path = tmp_path / "clip.mp4"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 64, 96, "yuv420p"
-        for index in range(3):
-            frame = av.VideoFrame.from_ndarray(np.full((96, 64, 3), 60 * index, np.uint8), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    path = write_grey_clip(tmp_path / "clip.mp4", width=64, height=96, frames=3, step=60)
     out_dir = tmp_path / "out"
     code, out, _ = run_cli(
         capsys, path, "--out", out_dir, "--checkpoint", checkpoints["frozen"], "--no-render"

@@ -1,6 +1,4 @@
 import json
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -19,25 +17,11 @@ from bidrn.deploy.inputs import (
     read_image_header,
 )
 from bidrn.errors import BidrnError, InputFileError
+from tests.media import png_header_only, write_grey_clip
 
 
 def write_image(path, height=48, width=40, value=0):
     Image.fromarray(np.full((height, width, 3), value, dtype=np.uint8)).save(path)
-    return path
-
-
-def png_header_only(path, width, height):
-    """A PNG whose IHDR claims width x height, with an empty IDAT (nothing large is ever allocated)."""
-
-    def chunk(kind, payload):
-        return (
-            struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-        )
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
-    )
     return path
 
 
@@ -147,18 +131,7 @@ def test_iter_frames_yields_problems_in_place_and_unique_names(tmp_path):
 
 
 def test_video_frames_are_read_with_pyav(tmp_path):
-    av = pytest.importorskip("av")
-    path = tmp_path / "clip.mp4"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for index in range(5):
-            pixels = np.full((48, 64, 3), 40 * index, dtype=np.uint8)
-            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    path = write_grey_clip(tmp_path / "clip.mp4", width=64, height=48, frames=5, step=40)
     sources, problems = discover_inputs([path])
     assert not problems and sources[0].kind == "video"
     frames = list(iter_frames(sources, video_stride=2))
