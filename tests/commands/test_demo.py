@@ -33,6 +33,15 @@ def demo_run(checkpoints, tmp_path_factory):
     return code, stdout.getvalue(), out_dir
 
 
+def eval_demo_sample(checkpoint, report, capsys):
+    """`bidrn eval` of ``checkpoint`` on the packaged synthetic sample; returns its JSON report."""
+    data = f"synth:{samples_path() / 'synth-test'}"
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(checkpoint), "--data", data, "--json", str(report),
+                 "--device", "cpu"]) == 0  # fmt: skip
+    return json.loads(report.read_text())
+
+
 def printed_mpvpe(text):
     match = re.search(r"MPVPE ([0-9.]+) mm, PA-MPVPE ([0-9.]+) mm", text)
     assert match, text
@@ -56,12 +65,7 @@ def test_demo_mpvpe_is_what_bidrn_eval_computes(demo_run, checkpoints, tmp_path,
     saved = json.loads((out_dir / "synthetic_metrics.json").read_text())
     assert round(saved["mpvpe_all"], 1) == mpvpe and round(saved["pa_mpvpe_all"], 1) == pa_mpvpe
     # `bidrn eval` on the same weights (simulated there, frozen in the demo: equal up to float rounding).
-    report = tmp_path / "eval.json"
-    data = f"synth:{samples_path() / 'synth-test'}"
-    capsys.readouterr()
-    assert main(["eval", "--checkpoint", str(checkpoints["training"]), "--data", data, "--json", str(report),
-                 "--device", "cpu"]) == 0  # fmt: skip
-    evaluated = json.loads(report.read_text())
+    evaluated = eval_demo_sample(checkpoints["training"], tmp_path / "eval.json", capsys)
     assert evaluated["count"] == 1
     assert saved["mpvpe_all"] == pytest.approx(evaluated["mpvpe_all"], abs=0.05)
     assert saved["pa_mpvpe_all"] == pytest.approx(evaluated["pa_mpvpe_all"], abs=0.05)
@@ -98,11 +102,6 @@ def test_demo_without_bundled_weights_is_a_one_line_error(tmp_path, capsys, monk
 def test_bidrn_eval_reads_the_frozen_file_and_reproduces_the_demo(demo_run, checkpoints, tmp_path, capsys):
     _, _, out_dir = demo_run
     saved = json.loads((out_dir / "synthetic_metrics.json").read_text())
-    report = tmp_path / "eval-frozen.json"
-    data = f"synth:{samples_path() / 'synth-test'}"
-    capsys.readouterr()
-    assert main(["eval", "--checkpoint", str(checkpoints["frozen"]), "--data", data, "--json", str(report),
-                 "--device", "cpu"]) == 0  # fmt: skip
-    evaluated = json.loads(report.read_text())
+    evaluated = eval_demo_sample(checkpoints["frozen"], tmp_path / "eval-frozen.json", capsys)
     assert saved["mpvpe_all"] == pytest.approx(evaluated["mpvpe_all"], abs=1e-3)
     assert saved["pa_mpjpe_body"] == pytest.approx(evaluated["pa_mpjpe_body"], abs=1e-3)
