@@ -166,13 +166,12 @@ class PackedInput:
     """Sign bits of a float input, packed once into a zero-bordered buffer for some conv phases.
 
     ``buffer`` is ``(N, H + top + bottom, W + left + right, words)`` int64; ``scale`` holds
-    XNOR-Net's per-sample mean ``|x|`` when it was requested.
+    XNOR-Net's per-sample mean ``|x|`` when it was requested. ``pointers`` and ``dims`` are the
+    packing call's arguments (``dims`` starts with N, H, W, C, buffer H and W, top, left, words).
     """
 
     buffer: Tensor
     scale: Tensor | None
-    margins: tuple[int, int]  # (top, left)
-    channels: int
     pointers: tuple[int, ...]
     dims: tuple[int, ...]
 
@@ -208,7 +207,7 @@ def _packed_input(
     scale = torch.empty(batch, dtype=torch.float32) if input_scale else None
     pointers = (x_nhwc.data_ptr(), _address(threshold), buffer.data_ptr(), _address(scale))
     dims = (batch, in_h, in_w, channels, buf_h, buf_w, top, left, words, *x_nhwc.stride()[:3])
-    return PackedInput(buffer, scale, (top, left), channels, pointers, dims)
+    return PackedInput(buffer, scale, pointers, dims)
 
 
 def pack_input(
