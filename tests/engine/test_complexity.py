@@ -3,7 +3,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from bidrn.binary import BinaryConv2d, BinaryLinear
+from bidrn.binary import BinaryConv2d, BinaryLinear, RPReLU
 from bidrn.engine.complexity import count_complexity
 
 
@@ -71,3 +71,11 @@ def test_pruned_weights_count_only_where_kept():
     report = count_complexity(conv, torch.zeros(1, 4, 5, 5))
     assert report.params_fp == 36
     assert report.ops_fp == round(4 * 9 * 4 * 9 * 0.25)
+
+
+def test_learned_element_wise_activations_cost_one_op_per_output():
+    model = nn.Sequential(nn.Conv2d(2, 4, 1, bias=False), RPReLU(4), nn.PReLU(4), nn.ReLU(), nn.Hardtanh())
+    report = count_complexity(model, torch.zeros(1, 2, 5, 6))
+    conv_macs = 4 * 30 * 2
+    assert report.params_fp == 8 + 3 * 4 + 4
+    assert report.ops_fp == conv_macs + 2 * (4 * 30)

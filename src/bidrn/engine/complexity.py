@@ -11,9 +11,13 @@ Convention (paper §4.1, following the BNN literature):
 * OPs are multiply-accumulates of the layers that actually run in the traced forward pass, counted
   once per call: a convolution costs (output elements)·(C_in/groups)·k_h·k_w, a transposed
   convolution (input elements)·(C_out/groups)·k_h·k_w, a linear layer (output elements)·in_features;
-  BatchNorm costs one op per output element (architecture.md §9.3: this reproduces BNN's 2.63 G).
+  BatchNorm costs one op per output element (architecture.md §9.3: this reproduces BNN's 2.63 G),
+  and so do the other element-wise layers with learned per-channel parameters that survive
+  deployment, RPReLU and PReLU (Table 2a: the OPs grow 2.48 → 2.49 → 2.50 G as Fusion Up and
+  Fusion Down add RPReLUs while the binarized weights stay the same).
   MACs of binary layers are OPs_bin, the rest OPs_fp; a pruned layer's MACs scale with its density.
-  Element-wise activations, pooling, soft-argmax and RoI sampling are not counted.
+  Parameter-free activations (ReLU, Hardtanh, sign), learned thresholds that fold into the sign
+  (ReActNet's), residual additions, pooling, soft-argmax and RoI sampling are not counted.
 """
 
 from __future__ import annotations
@@ -23,13 +27,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from bidrn.binary import BinaryLayer
+from bidrn.binary import BinaryLayer, RPReLU
 
 __all__ = ["ComplexityReport", "ModuleComplexity", "count_complexity"]
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _TRANSPOSED_CONVS = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_PER_ELEMENT = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.PReLU, RPReLU)
 
 
 @dataclass
@@ -127,7 +131,7 @@ def _macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
         return output.numel() * (module.in_channels // module.groups) * kernel
     if isinstance(module, nn.Linear):
         return output.numel() * module.in_features
-    if isinstance(module, _NORMS):
+    if isinstance(module, _PER_ELEMENT):
         return output.numel()
     return 0
 
@@ -154,7 +158,7 @@ def count_complexity(model: nn.Module, *inputs: torch.Tensor, **kwargs) -> Compl
         row.calls += 1
         row.ops += round(_macs(module, args, output) * _density(module))
 
-    counted = (*_CONVS, *_TRANSPOSED_CONVS, nn.Linear, *_NORMS)
+    counted = (*_CONVS, *_TRANSPOSED_CONVS, nn.Linear, *_PER_ELEMENT)
     handles = [module.register_forward_hook(hook) for module in rows if isinstance(module, counted)]
     try:
         with torch.no_grad():
