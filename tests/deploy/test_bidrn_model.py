@@ -50,6 +50,30 @@ def test_fused_unit_matches_unit(isa, form):
     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_fused_unit_call_plans_follow_shapes_layouts_and_new_parameters(isa):
+    """Plans are cached per input shape, output layout and clamp; new parameters replace them."""
+    unit = randomize(LocalConvResidual(32, 8, 1, 1))  # fusion_down: four channel-sliced branches
+    fused = freeze(nn.Sequential(unit))[0]
+    generator = torch.Generator().manual_seed(3)
+    for shape in ((2, 32, 6, 5), (1, 32, 3, 7), (2, 32, 6, 5)):
+        x = torch.randn(*shape, generator=generator)
+        block_residual = torch.randn(shape[0], 8, *shape[2:], generator=generator)
+        block_residual = block_residual.contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            expected = unit(x)
+            torch.testing.assert_close(fused(x), expected, rtol=1e-5, atol=1e-5)
+            clamped = fused(x, clamp=(-1.0, 1.0))
+            torch.testing.assert_close(clamped, expected.clamp(-1, 1), rtol=1e-5, atol=1e-5)
+            accumulated = fused(x, accumulate_into=block_residual.clone(), clamp=(-1.0, 1.0))
+            torch.testing.assert_close(
+                accumulated, (expected + block_residual).clamp(-1, 1), rtol=1e-5, atol=1e-5
+            )
+    other = randomize(LocalConvResidual(32, 8, 1, 1), seed=1)
+    fused.load_state_dict(freeze(nn.Sequential(other))[0].state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), other(x), rtol=1e-5, atol=1e-5)
+
+
 def test_next_units_hardtanh_becomes_a_clamp(isa):
     chain = nn.Sequential(
         LocalConvResidual(32, 8, 1, 1),  # fusion_down

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -64,6 +65,24 @@ def _bounds_tensor(lower: float, upper: float) -> Tensor:
     return torch.tensor((lower, upper), dtype=torch.float32)
 
 
+@dataclass(frozen=True)
+class _BranchCall:
+    """One branch's kernel call plan, and its byte offsets into the unit's input, output, residual."""
+
+    conv: kernels.ConvPlan
+    input_offset: int
+    out_offset: int
+    residual_offset: int
+
+
+@dataclass(frozen=True)
+class _UnitPlan:
+    """A fused unit's calls for one input shape, output layout and clamp."""
+
+    out_shape: tuple[int, int, int, int]
+    branches: tuple[_BranchCall, ...]
+
+
 class FusedLocalConvResidual(nn.Module):
     """Frozen :class:`~bidrn.nets.bidrn.LocalConvResidual` with RPReLU, residual, merge and BN fused."""
 
@@ -80,6 +99,7 @@ class FusedLocalConvResidual(nn.Module):
         self.bn = unit.bn
         self.output_clamp: tuple[float, float] | None = None  # set by fuse_preactivations
         self._post: list[tuple[Tensor, PostOps]] | None = None
+        self._plans: dict[tuple, _UnitPlan] = {}  # (shapes, strides, output layout, clamp) -> plan
         # Branches that read the same input through identical convs share one packed input.
         first = self.convs[0].config()
         self.shares_packed_input = (
@@ -92,8 +112,9 @@ class FusedLocalConvResidual(nn.Module):
         self.register_load_state_dict_post_hook(lambda module, _keys: module.invalidate())
 
     def invalidate(self) -> None:
-        """Forget the derived epilogue vectors (after parameters change)."""
+        """Forget the derived epilogue vectors and call plans (after parameters change)."""
         self._post = None
+        self._plans = {}
 
     def _apply(self, fn, recurse=True):
         self.invalidate()
@@ -154,59 +175,84 @@ class FusedLocalConvResidual(nn.Module):
         """
         clamp = clamp if clamp is not None else self.output_clamp
         a = self.preactivation(x)
-        first = self.convs[0]
-        if not first._use_kernels(a):
+        if not self.convs[0]._use_kernels(a):
             return self._reference_forward(a, accumulate_into, clamp)
         a = a.contiguous(memory_format=torch.channels_last)
         residual = self.residual(a).contiguous(memory_format=torch.channels_last)
         a_nhwc, residual_nhwc = a.permute(0, 2, 3, 1), residual.permute(0, 2, 3, 1)
-        batch = a.shape[0]
-        out_h, out_w = first.out_size(a.shape[2], a.shape[3])
+        target = None if accumulate_into is None else accumulate_into.permute(0, 2, 3, 1)
+        key = (
+            a_nhwc.shape,
+            a_nhwc.stride(),
+            residual_nhwc.shape,
+            residual_nhwc.stride(),
+            None if target is None else (target.shape, target.stride()),
+            clamp,
+        )
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plan(a_nhwc, residual_nhwc, target, clamp)
+            self._plans[key] = plan
+        out = torch.empty(plan.out_shape, dtype=torch.float32) if target is None else target
+        a_address, out_address, residual_address = a_nhwc.data_ptr(), out.data_ptr(), residual_nhwc.data_ptr()
+        buffer = kernels.pack_for_plan(plan.branches[0].conv, a_address) if self.shares_packed_input else None
+        for branch in plan.branches:
+            kernels.run_conv(
+                branch.conv,
+                a_address + branch.input_offset,
+                out_address + branch.out_offset,
+                residual_address + branch.residual_offset,
+                buffer,
+            )
+        return out.permute(0, 3, 1, 2)
+
+    def _plan(
+        self, a_nhwc: Tensor, residual_nhwc: Tensor, target: Tensor | None, clamp: tuple[float, float] | None
+    ) -> _UnitPlan:
+        """Kernel call plans of every branch for inputs (and output) shaped and strided like these."""
+        first = self.convs[0]
+        batch = a_nhwc.shape[0]
+        out_h, out_w = first.out_size(a_nhwc.shape[1], a_nhwc.shape[2])
         width = first.out_channels
         summed = self.form == "fusion_down"
-        total = width if summed else width * self.branches
-        if accumulate_into is None:
-            out = torch.empty((batch, out_h, out_w, total), dtype=torch.float32)
+        out_shape = (batch, out_h, out_w, width if summed else width * self.branches)
+        if target is None:
+            out = torch.empty(out_shape, dtype=torch.float32)
+        elif tuple(target.shape) != out_shape or target.stride(3) != 1:
+            raise ValueError("accumulate_into must be a channels-last tensor of the unit's output shape")
         else:
-            out = accumulate_into.permute(0, 2, 3, 1)
-            if tuple(out.shape) != (batch, out_h, out_w, total) or out.stride(3) != 1:
-                raise ValueError("accumulate_into must be a channels-last tensor of the unit's output shape")
+            out = target
         clamp_bounds = None if clamp is None else _bounds_tensor(*clamp)
-        shared = None
-        if self.shares_packed_input:
-            shared = kernels.pack_input(a_nhwc, first._kernel_operands()[0], out_h, out_w)
+        branches = []
         for index, (conv, (addend, post)) in enumerate(zip(self.convs, self._branch_terms(), strict=True)):
-            phases, multiplier, _ = conv._kernel_operands()
+            (phase,), multiplier, _ = conv._kernel_operands()
             if summed:
                 part = a_nhwc[..., index * conv.in_channels : (index + 1) * conv.in_channels]
                 branch_residual = residual_nhwc[..., index * width : (index + 1) * width]
-                target = out
+                branch_out = out
             else:
                 part, branch_residual = a_nhwc, residual_nhwc
-                target = out[..., index * width : (index + 1) * width]
+                branch_out = out[..., index * width : (index + 1) * width]
             last = not summed or index == len(self.convs) - 1
             branch_post = PostOps(
                 post.slope,
                 branch_residual,
                 post.scale,
                 post.shift,
-                post.accumulate or accumulate_into is not None,
+                post.accumulate or target is not None,
                 clamp_bounds if last else None,
             )
-            kernels.packed_conv(
-                part,
-                phases,
-                out_h,
-                out_w,
-                width,
-                multiplier,
-                addend,
-                conv._threshold(),
-                out=target,
-                post=branch_post,
-                packed=shared,
+            threshold = conv._threshold()
+            plan = kernels.plan_conv(part, phase, branch_out, multiplier, addend, threshold, branch_post)
+            branches.append(
+                _BranchCall(
+                    plan,
+                    part.data_ptr() - a_nhwc.data_ptr(),
+                    branch_out.data_ptr() - out.data_ptr(),
+                    branch_residual.data_ptr() - residual_nhwc.data_ptr(),
+                )
             )
-        return out.permute(0, 3, 1, 2)
+        return _UnitPlan(out_shape, tuple(branches))
 
 
 class FusedBiDRB(nn.Module):

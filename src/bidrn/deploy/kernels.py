@@ -21,7 +21,7 @@ import functools
 import importlib
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import ModuleType
 
 import torch
@@ -140,12 +140,6 @@ class PostOps:
     accumulate: bool = False
     clamp: Tensor | None = None
 
-    @property
-    def active(self) -> bool:
-        """Whether any post-op is switched on."""
-        vectors = (self.slope, self.residual, self.scale, self.shift, self.clamp)
-        return self.accumulate or any(v is not None for v in vectors)
-
 
 def _unit_channel_stride(t: Tensor, what: str) -> None:
     if (
@@ -210,24 +204,6 @@ def _packed_input(
     return PackedInput(buffer, scale, pointers, dims)
 
 
-def pack_input(
-    x_nhwc: Tensor,
-    phases: list[ConvPhase],
-    out_h: int,
-    out_w: int,
-    threshold: Tensor | None = None,
-    input_scale: bool = False,
-) -> PackedInput:
-    """Pack the sign bits of ``x_nhwc`` once, for :func:`packed_conv` calls that share the input.
-
-    Every call that reuses the result must use phases with the same geometry (kernel, stride,
-    dilation, padding), the same input channels and the same ``threshold`` / ``input_scale``.
-    """
-    packed = _packed_input(x_nhwc, phases, out_h, out_w, threshold, input_scale)
-    _extension.pack(packed.pointers, packed.dims, torch.get_num_threads())
-    return packed
-
-
 def _conv_pointers(
     buffer: int, phase: ConvPhase, multiplier: Tensor, addend: Tensor, scale: int, out: int, post: PostOps
 ) -> tuple[int, ...]:
@@ -264,59 +240,102 @@ def _conv_dims(
 _NO_POST = PostOps()
 
 
-@dataclass(frozen=True)
-class PlainConvPlan:
-    """A single-phase packed conv into a fresh output, no post-ops, for one input shape and stride.
+# Slots of ``_conv_pointers``' tuple that a :class:`ConvPlan` fills in per call.
+_BUFFER_SLOT, _OUT_SLOT, _RESIDUAL_SLOT = 0, 6, 8
 
-    Everything but the input, buffer and output addresses is computed once by
-    :func:`plan_plain_conv`; :func:`run_plain_conv` then costs two allocations and one call into
-    the extension. The plan holds the operand tensors, so their addresses stay valid.
+
+@dataclass(frozen=True)
+class ConvPlan:
+    """A single-phase packed conv (with its post-ops) planned for fixed shapes, strides and operands.
+
+    :func:`plan_conv` computes everything :func:`packed_conv` computes per call except the addresses
+    of the input, the packed buffer, the output and the residual; :func:`run_conv` fills those in
+    and makes one call into the extension. The plan holds its operand tensors, so their addresses
+    stay valid.
     """
 
-    buffer_shape: tuple[int, int, int, int]
     out_shape: tuple[int, int, int, int]
+    buffer_shape: tuple[int, int, int, int]
     pack_dims: tuple[int, ...]
     conv_dims: tuple[int, ...]
-    conv_pointers: tuple[int, ...]  # with the buffer and output addresses zeroed
+    conv_pointers: tuple[int, ...]  # buffer, output and residual addresses zeroed
     threshold_address: int
-    operands: tuple[Tensor | ConvPhase | None, ...]
+    has_residual: bool
+    operands: tuple[ConvPhase | Tensor | PostOps | None, ...]
 
 
-def plan_plain_conv(
+def plan_conv(
     x_nhwc: Tensor,
     phase: ConvPhase,
-    out_h: int,
-    out_w: int,
-    out_channels: int,
+    out: Tensor,
     multiplier: Tensor,
     addend: Tensor,
-    threshold: Tensor | None,
-) -> PlainConvPlan:
-    """The :class:`PlainConvPlan` of :func:`packed_conv` for inputs shaped and strided like ``x_nhwc``."""
+    threshold: Tensor | None = None,
+    post: PostOps | None = None,
+) -> ConvPlan:
+    """Plan ``packed_conv(x_nhwc, [phase], ..., out=out, post=post)``; nothing is computed yet.
+
+    The plan is valid for tensors shaped and strided like these (views with unit channel stride,
+    as in :func:`packed_conv`) and for these operands.
+    """
+    if phase.out_start != (0, 0) or phase.out_step != (1, 1):
+        raise ValueError("call plans cover ordinary (single-phase) convolutions only")
+    post = post or _NO_POST
+    _unit_channel_stride(out, "the packed conv output")
+    if post.residual is not None:
+        _unit_channel_stride(post.residual, "the residual")
+    out_h, out_w = out.shape[1:3]
     packed = _packed_input(x_nhwc, [phase], out_h, out_w, threshold, input_scale=False)
     ((rows, cols),), _ = _buffer_layout((phase.geometry,), *x_nhwc.shape[1:3], out_h, out_w)
-    out_strides = (out_h * out_w * out_channels, out_w * out_channels, out_channels)
-    dims = _conv_dims(packed.dims, phase, rows, cols, out_channels, out_strides, (0, 0, 0), False)
-    return PlainConvPlan(
+    residual_strides = post.residual.stride()[:3] if post.residual is not None else (0, 0, 0)
+    dims = _conv_dims(
+        packed.dims, phase, rows, cols, out.shape[3], out.stride()[:3], residual_strides, post.accumulate
+    )
+    static_post = replace(post, residual=None)
+    return ConvPlan(
+        tuple(out.shape),
         tuple(packed.buffer.shape),
-        (x_nhwc.shape[0], out_h, out_w, out_channels),
         packed.dims,
         dims,
-        _conv_pointers(0, phase, multiplier, addend, 0, 0, _NO_POST),
+        _conv_pointers(0, phase, multiplier, addend, 0, 0, static_post),
         _address(threshold),
-        (phase, multiplier, addend, threshold),
+        post.residual is not None,
+        (phase, multiplier, addend, threshold, static_post),
     )
 
 
-def run_plain_conv(plan: PlainConvPlan, x_nhwc: Tensor) -> Tensor:
-    """Run a :class:`PlainConvPlan` on ``x_nhwc`` (same shape and strides as planned)."""
+def pack_for_plan(plan: ConvPlan, x_address: int) -> Tensor:
+    """Pack the input at ``x_address`` once, into a buffer for :func:`run_conv`.
+
+    Every plan run on the buffer must read the same input through the same geometry and threshold.
+    """
     buffer = torch.empty(plan.buffer_shape, dtype=torch.int64)
-    out = torch.empty(plan.out_shape, dtype=torch.float32)
-    address = buffer.data_ptr()
-    pointers = (address, *plan.conv_pointers[1:6], out.data_ptr(), *plan.conv_pointers[7:])
-    pack_pointers = (x_nhwc.data_ptr(), plan.threshold_address, address, 0)
-    _extension.pack_conv(pack_pointers, plan.pack_dims, pointers, plan.conv_dims, torch.get_num_threads())
-    return out
+    pointers = (x_address, plan.threshold_address, buffer.data_ptr(), 0)
+    _extension.pack(pointers, plan.pack_dims, torch.get_num_threads())
+    return buffer
+
+
+def run_conv(
+    plan: ConvPlan, x_address: int, out_address: int, residual_address: int = 0, buffer: Tensor | None = None
+) -> None:
+    """Run ``plan`` on tensors at these addresses, shaped and strided as planned.
+
+    Packs the input and convolves in one fused call, or only convolves when ``buffer`` (from
+    :func:`pack_for_plan`) is given. The caller keeps the tensors alive during the call.
+    """
+    if plan.has_residual != bool(residual_address):
+        raise ValueError("the residual address must be given exactly when the plan has a residual")
+    threads = torch.get_num_threads()
+    pointers = list(plan.conv_pointers)
+    pointers[_OUT_SLOT], pointers[_RESIDUAL_SLOT] = out_address, residual_address
+    if buffer is not None:
+        pointers[_BUFFER_SLOT] = buffer.data_ptr()
+        _extension.conv(tuple(pointers), plan.conv_dims, threads)
+        return
+    buffer = torch.empty(plan.buffer_shape, dtype=torch.int64)
+    pointers[_BUFFER_SLOT] = buffer.data_ptr()
+    pack_pointers = (x_address, plan.threshold_address, pointers[_BUFFER_SLOT], 0)
+    _extension.pack_conv(pack_pointers, plan.pack_dims, tuple(pointers), plan.conv_dims, threads)
 
 
 def packed_conv(
@@ -329,57 +348,37 @@ def packed_conv(
     addend: Tensor,
     threshold: Tensor | None = None,
     input_scale: bool = False,
-    out: Tensor | None = None,
-    post: PostOps | None = None,
-    packed: PackedInput | None = None,
 ) -> Tensor:
     """Binary convolution of float32 input ``(N, H, W, C)`` -> ``(N, out_h, out_w, O)``.
 
     ``out = (conv(sign bits of x, weight bits) * multiplier[o] * s[n]) + addend[o]`` where ``s[n]`` is
-    the mean of ``|x|`` over a sample when ``input_scale`` (XNOR-Net) and 1 otherwise, followed by
-    the optional :class:`PostOps`; ``multiplier`` and ``addend`` are float32 padded to the kernels'
-    channel chunk. ``x_nhwc`` and ``out`` may be strided views (e.g. channel slices) as long as
-    channels are contiguous; ``out`` is allocated when not given. ``packed`` (from
-    :func:`pack_input` on the same ``x_nhwc``) skips packing; otherwise a single-phase conv packs
-    and convolves in one fused call.
+    the mean of ``|x|`` over a sample when ``input_scale`` (XNOR-Net) and 1 otherwise;
+    ``multiplier`` and ``addend`` are float32 padded to the kernels' channel chunk. ``x_nhwc`` may
+    be a strided view as long as channels are contiguous. A single-phase conv packs and convolves in
+    one fused call; repeated calls with fixed shapes and post-ops go through :func:`plan_conv`.
     """
-    batch = x_nhwc.shape[0]
-    in_h, in_w = x_nhwc.shape[1:3]
-    sizes, _ = _buffer_layout(tuple(phase.geometry for phase in phases), in_h, in_w, out_h, out_w)
-    if out is None:
-        out = torch.empty((batch, out_h, out_w, out_channels), dtype=torch.float32)
-    _unit_channel_stride(out, "the packed conv output")
-    post = post or _NO_POST
-    if post.residual is not None:
-        _unit_channel_stride(post.residual, "the residual")
-    fused_packing = packed is None and len(phases) == 1
-    if packed is None:
-        packed = _packed_input(x_nhwc, phases, out_h, out_w, threshold, input_scale)
-        if not fused_packing:
-            _extension.pack(packed.pointers, packed.dims, torch.get_num_threads())
-    residual_strides = post.residual.stride()[:3] if post.residual is not None else (0, 0, 0)
+    sizes, _ = _buffer_layout(tuple(phase.geometry for phase in phases), *x_nhwc.shape[1:3], out_h, out_w)
+    out = torch.empty((x_nhwc.shape[0], out_h, out_w, out_channels), dtype=torch.float32)
+    packed = _packed_input(x_nhwc, phases, out_h, out_w, threshold, input_scale)
     out_strides = out.stride()[:3]
 
     def conv_pointers(phase: ConvPhase) -> tuple[int, ...]:
         first = phase.out_start[0] * out_strides[1] + phase.out_start[1] * out_strides[2]
         out_address = out.data_ptr() + first * out.element_size()
-        scale = _address(packed.scale)
-        return _conv_pointers(packed.buffer.data_ptr(), phase, multiplier, addend, scale, out_address, post)
+        buffer, scale = packed.buffer.data_ptr(), _address(packed.scale)
+        return _conv_pointers(buffer, phase, multiplier, addend, scale, out_address, _NO_POST)
 
     def conv_dims(phase: ConvPhase, rows: int, cols: int) -> tuple[int, ...]:
-        return _conv_dims(
-            packed.dims, phase, rows, cols, out_channels, out_strides, residual_strides, post.accumulate
-        )
+        return _conv_dims(packed.dims, phase, rows, cols, out_channels, out_strides, (0, 0, 0), False)
 
     threads = torch.get_num_threads()
-    if fused_packing:
+    if len(phases) == 1:
         (phase,) = phases
         _extension.pack_conv(
             packed.pointers, packed.dims, conv_pointers(phase), conv_dims(phase, *sizes[0]), threads
         )
         return out
-    if post.active and len(phases) > 1:
-        raise ValueError("post-ops are supported for single-phase convolutions only")
+    _extension.pack(packed.pointers, packed.dims, threads)
     for phase, (rows, cols) in zip(phases, sizes, strict=True):
         if rows == 0 or cols == 0:
             continue
