@@ -273,10 +273,11 @@ def plan_conv(
     threshold: Tensor | None = None,
     post: PostOps | None = None,
 ) -> ConvPlan:
-    """Plan ``packed_conv(x_nhwc, [phase], ..., out=out, post=post)``; nothing is computed yet.
+    """Plan the single-phase packed conv of ``x_nhwc`` into ``out``, then ``post``; nothing runs yet.
 
-    The plan is valid for tensors shaped and strided like these (views with unit channel stride,
-    as in :func:`packed_conv`) and for these operands.
+    The result is :func:`packed_conv`'s followed by the :class:`PostOps`, written into ``out``. The
+    plan is valid for tensors shaped and strided like these (views with unit channel stride, e.g.
+    channel slices) and for these operands.
     """
     if phase.out_start != (0, 0) or phase.out_step != (1, 1):
         raise ValueError("call plans cover ordinary (single-phase) convolutions only")
