@@ -25,7 +25,6 @@ unchanged; on the reference path (no compiled kernels) it runs the original sequ
 
 from __future__ import annotations
 
-import functools
 import itertools
 from dataclasses import dataclass
 
@@ -57,12 +56,6 @@ def _padded(values: Tensor, like: Tensor) -> Tensor:
     out = torch.zeros_like(like)
     out[: values.numel()] = values.float()
     return out
-
-
-@functools.lru_cache(maxsize=64)
-def _bounds_tensor(lower: float, upper: float) -> Tensor:
-    """The kernels' read-only ``(lower, upper)`` clamp operand, made once per pair of bounds."""
-    return torch.tensor((lower, upper), dtype=torch.float32)
 
 
 @dataclass(frozen=True)
@@ -98,7 +91,6 @@ class FusedLocalConvResidual(nn.Module):
         self.residual = unit.residual
         self.bn = unit.bn
         self.output_clamp: tuple[float, float] | None = None  # set by fuse_preactivations
-        self._post: list[tuple[Tensor, PostOps]] | None = None
         self._plans: dict[tuple, _UnitPlan] = {}  # (shapes, strides, output layout, clamp) -> plan
         # Branches that read the same input through identical convs share one packed input.
         first = self.convs[0].config()
@@ -112,8 +104,7 @@ class FusedLocalConvResidual(nn.Module):
         self.register_load_state_dict_post_hook(lambda module, _keys: module.invalidate())
 
     def invalidate(self) -> None:
-        """Forget the derived epilogue vectors and call plans (after parameters change)."""
-        self._post = None
+        """Forget the call plans, which hold the derived epilogue vectors (after parameters change)."""
         self._plans = {}
 
     def _apply(self, fn, recurse=True):
@@ -123,8 +114,6 @@ class FusedLocalConvResidual(nn.Module):
     @torch.no_grad()
     def _branch_terms(self) -> list[tuple[Tensor, PostOps]]:
         """Per branch: the conv's addend with γ folded in, and the post-ops (float32, padded)."""
-        if self._post is not None:
-            return self._post
         scale, shift = batchnorm_factors(self.bn)
         summed = self.form == "fusion_down"
         terms = []
@@ -145,7 +134,6 @@ class FusedLocalConvResidual(nn.Module):
                 accumulate=summed and index > 0,
             )
             terms.append((shifted_addend, post))
-        self._post = terms
         return terms
 
     def _reference_forward(
@@ -222,7 +210,7 @@ class FusedLocalConvResidual(nn.Module):
             raise ValueError("accumulate_into must be a channels-last tensor of the unit's output shape")
         else:
             out = target
-        clamp_bounds = None if clamp is None else _bounds_tensor(*clamp)
+        clamp_bounds = None if clamp is None else torch.tensor(clamp, dtype=torch.float32)
         branches = []
         for index, (conv, (addend, post)) in enumerate(zip(self.convs, self._branch_terms(), strict=True)):
             (phase,), multiplier, _ = conv._kernel_operands()
