@@ -16,6 +16,7 @@ the float input, the XOR-popcount convolution and the fused epilogue).
 
 from __future__ import annotations
 
+import copy
 import statistics
 import tempfile
 import time
@@ -185,8 +186,7 @@ def benchmark_end_to_end(
     ``hand4whole_fp32_ms`` is the faster of the NCHW and channels-last runs (both are reported).
     """
     hand4whole = build_model("hand4whole", overrides)
-    hand4whole_last = build_model("hand4whole", overrides).to(memory_format=torch.channels_last)
-    hand4whole_last.load_state_dict(hand4whole.state_dict())
+    hand4whole_last = copy.deepcopy(hand4whole).to(memory_format=torch.channels_last)
     simulated = simulated if simulated is not None else build_model("bidrn", overrides)
     height, width = input_size(simulated)
     images = torch.rand(batch, 3, height, width, generator=torch.Generator().manual_seed(0))
