@@ -5,10 +5,10 @@ Examples::
     bidrn eval --checkpoint runs/bidrn/checkpoints/last --data synth:data/synth-test --json out.json
     bidrn eval --checkpoint model.safetensors --data ehf:data/EHF --body-model SMPLX_NEUTRAL.npz
     bidrn eval --checkpoint model.bidrn.safetensors --data synth:data/synth-test   # frozen 1-bit model
+    torchrun --nproc_per_node=4 -m bidrn.cli eval --checkpoint ... --data agora:data/AGORA:validation
 
 A training checkpoint is evaluated as trained (simulated binary layers); a frozen file from
 ``bidrn export`` is evaluated on the packed 1-bit kernels, as ``bidrn predict`` runs it.
-    torchrun --nproc_per_node=4 -m bidrn.cli eval --checkpoint ... --data agora:data/AGORA:validation
 """
 
 from __future__ import annotations
