@@ -217,6 +217,21 @@ def test_skipped_frames_are_reported_and_others_written(predictor, tmp_path):
     assert report.images_per_second > 0 and report.model_people_per_second > 0
 
 
+def silhouette(vertices, faces, focal, princpt, size):
+    intrinsics = Intrinsics(focal[0], focal[1], princpt[0], princpt[1], size[1], size[0])
+    return get_rasterizer("numpy").render(np.asarray(vertices), np.asarray(faces), intrinsics, (1, 1, 1)).mask
+
+
+def mask_iou(first, second):
+    return np.logical_and(first, second).sum() / np.logical_or(first, second).sum()
+
+
+def truth_parameters(record):
+    """The record's ground-truth SMPL-X parameters under Hand4Whole's names, as a batch of one."""
+    names = ("root_pose", "body_pose", "lhand_pose", "rhand_pose", "jaw_pose", "shape", "expr")
+    return {name: torch.as_tensor(getattr(record.smplx, name), dtype=torch.float32)[None] for name in names}
+
+
 def oracle_translation(joints, targets_2d, focal, princpt):
     """Least-squares t with project(joints + t) = targets (linear in t once multiplied by depth)."""
     rows, rhs = [], []
@@ -235,9 +250,7 @@ def test_a_perfect_network_output_lands_on_the_person(predictor, tmp_path, monke
     would give in its canonical crop camera is written with image intrinsics that put it on the person."""
     body_model = predictor.body_model
     record = synthetic_dataset(body_model).record(0)
-    truth = record.smplx
-    names = ("root_pose", "body_pose", "lhand_pose", "rhand_pose", "jaw_pose", "shape", "expr")
-    params = {name: torch.as_tensor(getattr(truth, name), dtype=torch.float32)[None] for name in names}
+    params = truth_parameters(record)
     posed = body_model(**layer_inputs(params))
     # The network's camera: canonical 256x192 body camera, i.e. 2 x focal on the 512x384 crop.
     box = geometry.prepare_person_box(record.bbox, *record.image_size)
@@ -259,12 +272,12 @@ def test_a_perfect_network_output_lands_on_the_person(predictor, tmp_path, monke
     reprojected = geometry.project(joints, np.array(meta["focal"]), np.array(meta["princpt"]))
     error = np.linalg.norm(reprojected - record.joints_2d, axis=1)
     assert np.median(error) < 0.03 * box[3], np.median(error)
-    gt_vertices = posed.vertices[0] + torch.as_tensor(truth.trans, dtype=torch.float32)
+    gt_vertices = posed.vertices[0] + torch.as_tensor(record.smplx.trans, dtype=torch.float32)
     size = image.shape[:2]
     gt_mask = silhouette(gt_vertices, body_model.faces, record.focal, record.princpt, size)
     mesh = np.asarray(trimesh.load(tmp_path / "s_p0_mesh.obj", process=False).vertices)
     predicted_mask = silhouette(mesh, body_model.faces, meta["focal"], meta["princpt"], size)
-    iou = np.logical_and(gt_mask, predicted_mask).sum() / np.logical_or(gt_mask, predicted_mask).sum()
+    iou = mask_iou(gt_mask, predicted_mask)
     assert iou > 0.7, iou
     overlay = np.asarray(Image.open(tmp_path / "s_p0_overlay.png"))
     changed = np.any(overlay != image, axis=2)
@@ -272,11 +285,6 @@ def test_a_perfect_network_output_lands_on_the_person(predictor, tmp_path, monke
 
 
 # -- acceptance: the bundled weights align with the person -----------------------------------------
-def silhouette(vertices, faces, focal, princpt, size):
-    intrinsics = Intrinsics(focal[0], focal[1], princpt[0], princpt[1], size[1], size[0])
-    return get_rasterizer("numpy").render(np.asarray(vertices), np.asarray(faces), intrinsics, (1, 1, 1)).mask
-
-
 def test_bundled_weights_overlay_aligns_with_the_synthetic_person(tmp_path):
     """Issue 8, acceptance 2: the bundled weights measure IoU 0.52 here (results/bundled-weights.md)."""
     predictor = Predictor.load(bundled_weights_path(), device="cpu")
@@ -294,19 +302,12 @@ def test_bundled_weights_overlay_aligns_with_the_synthetic_person(tmp_path):
     params, meta = load_parameters(tmp_path / "synthetic_p0_params.npz")
     tensors = {k: torch.as_tensor(v, dtype=torch.float32)[None] for k, v in params.items()}
     predicted = predictor.body_model(**layer_inputs(tensors)).vertices[0]
-    truth = record.smplx
-    gt_inputs = {
-        "global_orient": truth.root_pose, "body_pose": truth.body_pose, "left_hand_pose": truth.lhand_pose,
-        "right_hand_pose": truth.rhand_pose, "jaw_pose": truth.jaw_pose, "betas": truth.shape,
-        "expression": truth.expr, "transl": truth.trans,
-    }  # fmt: skip
-    gt = predictor.body_model(
-        **{k: torch.as_tensor(v, dtype=torch.float32)[None] for k, v in gt_inputs.items()}
-    )
+    gt_vertices = predictor.body_model(**layer_inputs(truth_parameters(record))).vertices[0]
+    gt_vertices = gt_vertices + torch.as_tensor(record.smplx.trans, dtype=torch.float32)
     faces = predictor.body_model.faces
     size = image.shape[:2]
-    gt_mask = silhouette(gt.vertices[0], faces, record.focal, record.princpt, size)
+    gt_mask = silhouette(gt_vertices, faces, record.focal, record.princpt, size)
     predicted_mask = silhouette(predicted, faces, meta["focal"], meta["princpt"], size)
-    iou = np.logical_and(gt_mask, predicted_mask).sum() / np.logical_or(gt_mask, predicted_mask).sum()
+    iou = mask_iou(gt_mask, predicted_mask)
     assert gt_mask.sum() > 500
     assert iou >= 0.5, f"silhouette IoU {iou:.2f}"
