@@ -125,7 +125,7 @@ class WholeBodyOutput:
     face_bbox_size: torch.Tensor
     """(B, 2) face size."""
     mesh_cam: torch.Tensor | None = None
-    """(B, V, 3) SMPL-X vertices plus ``cam_trans`` (m)."""
+    """(B, V, 3) SMPL-X vertices plus ``cam_trans`` (m); not computed in training mode."""
     joint_cam: torch.Tensor | None = None
     """(B, 137, 3) supervision joints: body pelvis-relative, hands wrist-relative, face neck-relative."""
     joint_proj: torch.Tensor | None = None
@@ -306,11 +306,16 @@ class WholeBodyNet(nn.Module):
         return output
 
     def _add_mesh(self, output: WholeBodyOutput) -> None:
-        """Run the body model and fill ``mesh_cam``, ``joint_cam`` and ``joint_proj`` (architecture.md §5)."""
+        """Run the body model and fill ``mesh_cam``, ``joint_cam`` and ``joint_proj`` (architecture.md §5).
+
+        In training mode only the joints are computed (the losses need nothing else), which skips
+        skinning the whole mesh; ``mesh_cam`` is then ``None``.
+        """
         assert self._body_model is not None
         body_model = self._body_model.to(output.shape.device)
         zeros = torch.zeros_like(output.jaw_pose)
         smplx = body_model(
+            with_vertices=not self.training,
             betas=output.shape,
             global_orient=output.root_pose,
             body_pose=output.body_pose,
@@ -323,7 +328,8 @@ class WholeBodyNet(nn.Module):
         )
         joints = smplx.supervision_joints
         output.joint_proj = project_joints(joints, output.cam_trans, self.body_heatmap)
-        output.mesh_cam = smplx.vertices + output.cam_trans[:, None, :]
+        if smplx.vertices is not None:
+            output.mesh_cam = smplx.vertices + output.cam_trans[:, None, :]
         relative = joints - joints[:, BODY_ROOT : BODY_ROOT + 1]
         parts = (
             relative[:, BODY_SLICE],
