@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from bidrn.cli import main
+from bidrn.engine.checkpoint import load_checkpoint
 
 
 @pytest.mark.slow
@@ -41,7 +42,7 @@ def test_experiment_train_and_eval_commands(tmp_path, capsys):
               "--set", "hand_input=64,64", "--set", "face_input=64,64"]  # fmt: skip
     assert main([*common, "--max-steps", "1"]) == 0
     assert main([*common, "--resume", "auto"]) == 0
-    info = json.loads((run / "checkpoints" / "last.json").read_text())
+    info = load_checkpoint(run / "checkpoints" / "last").info
     assert (info["epoch"], info["global_step"]) == (2, 4)
     assert "bidrn train: 4 steps (3 in this run)" in capsys.readouterr().out
 
