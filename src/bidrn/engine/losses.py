@@ -43,7 +43,8 @@ from torch import nn
 from bidrn.body import joint_sets
 from bidrn.body.rotations import axis_angle_to_matrix
 
-_POSE_PARTS = ("root_pose", "body_pose", "lhand_pose", "rhand_pose", "jaw_pose")
+POSE_PARTS = ("root_pose", "body_pose", "lhand_pose", "rhand_pose", "jaw_pose")
+"""The output fields whose concatenation is the 159-value SMPL-X pose target ``smplx_pose``."""
 _BOX_PARTS = ("lhand", "rhand", "face")
 
 
@@ -97,6 +98,11 @@ class HeatmapGeometry:
             body_heatmap_shape=(depth, *body_heatmap),
             hand_heatmap_shape=(depth, *hand_heatmap),
         )
+
+
+def predicted_pose(output: Any) -> torch.Tensor:
+    """``(B, 159)`` axis-angle pose of an output, in the order of the ``smplx_pose`` target."""
+    return torch.cat([getattr(output, name).float() for name in POSE_PARTS], dim=1)
 
 
 def masked_l1(prediction: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -224,7 +230,7 @@ class WholeBodyLoss(nn.Module):
         is_3d = _sample_flag(meta_info["is_3D"], batch, joint_cam)
         terms: dict[str, torch.Tensor] = {}
 
-        pose = torch.cat([getattr(output, name).float() for name in _POSE_PARTS], dim=1)
+        pose = predicted_pose(output)
         terms["smplx_pose"] = rotation_l1(
             pose, targets["smplx_pose"], meta_info["smplx_pose_valid"], self.rotations
         )

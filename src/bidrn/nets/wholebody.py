@@ -243,8 +243,12 @@ class WholeBodyNet(nn.Module):
         """Left-hand joints found on the mirrored crop, back in the un-mirrored crop (x -> W - 1 - x)."""
         return torch.cat((self.hand_heatmap[1] - 1 - joints[..., :1], joints[..., 1:]), dim=-1)
 
-    def forward(self, images: torch.Tensor) -> WholeBodyOutput:
-        """Run the whole pipeline on person crops (B, 3, 2·H_b, 2·W_b) in [0, 1]."""
+    def forward(self, images: torch.Tensor, with_mesh: bool | None = None) -> WholeBodyOutput:
+        """Run the whole pipeline on person crops (B, 3, 2·H_b, 2·W_b) in [0, 1].
+
+        With a body model attached, ``with_mesh`` chooses whether ``mesh_cam`` is computed (the joints
+        always are); by default it is in eval mode and skipped in training mode, where no loss reads it.
+        """
         config = self.config
         batch = images.shape[0]
         if tuple(images.shape[1:]) != (3, *config.crop_input):
@@ -302,20 +306,19 @@ class WholeBodyNet(nn.Module):
             face_bbox_size=boxes.sizes[:, 2],
         )
         if self.body_model is not None:
-            self._add_mesh(output)
+            self._add_mesh(output, with_mesh=not self.training if with_mesh is None else with_mesh)
         return output
 
-    def _add_mesh(self, output: WholeBodyOutput) -> None:
-        """Run the body model and fill ``mesh_cam``, ``joint_cam`` and ``joint_proj`` (architecture.md §5).
+    def _add_mesh(self, output: WholeBodyOutput, with_mesh: bool) -> None:
+        """Body model -> ``joint_cam``, ``joint_proj`` and, ``with_mesh``, ``mesh_cam`` (architecture.md §5).
 
-        In training mode only the joints are computed (the losses need nothing else), which skips
-        skinning the whole mesh; ``mesh_cam`` is then ``None``.
+        Without the mesh only the joints' vertices are skinned (:class:`bidrn.body.SMPLXLayer`).
         """
         assert self._body_model is not None
         body_model = self._body_model.to(output.shape.device)
         zeros = torch.zeros_like(output.jaw_pose)
         smplx = body_model(
-            with_vertices=not self.training,
+            with_vertices=with_mesh,
             betas=output.shape,
             global_orient=output.root_pose,
             body_pose=output.body_pose,
