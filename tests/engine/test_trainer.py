@@ -162,3 +162,25 @@ def test_ddp_two_cpu_processes_hold_identical_weights(tmp_path):
     assert evaluated[0] == evaluated[1]
     assert len(evaluated[0]["mpvpe_all"]) == 5
     assert evaluated[0]["mpvpe_all"] == pytest.approx([1.0] * 5, abs=1e-3)
+
+
+def test_validation_callback_runs_before_training_and_every_n_steps(tmp_path):
+    calls = []
+
+    def validate(model):
+        assert not model.training
+        calls.append(model.head.weight.detach().clone())
+        return {"held_out/mpvpe_all": float(len(calls))}
+
+    def evaluate_mode(model):
+        model.eval()
+        return validate(model)
+
+    trainer = tiny_trainer(tmp_path, "run", epochs=1, validate_every_steps=2)
+    trainer.validate = evaluate_mode
+    trainer.fit()
+    records = read_log(tmp_path / "run" / "log.jsonl")
+    validation = [(r["step"], r["held_out/mpvpe_all"]) for r in records if "held_out/mpvpe_all" in r]
+    assert validation == [(0, 1.0), (2, 2.0), (4, 3.0)]
+    assert trainer.model.training  # put back into training mode after each validation
+    assert not torch.equal(calls[0], calls[-1])

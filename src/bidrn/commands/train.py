@@ -118,6 +118,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--log-every", type=int, default=defaults.log_every_steps, metavar="STEPS")
     parser.add_argument(
+        "--validate-data",
+        default=None,
+        metavar="SPEC",
+        help="held-out data for learning curves: its errors and loss, and those of as many training "
+        "samples, go to log.jsonl every --validate-every steps",
+    )
+    parser.add_argument("--validate-every", type=int, default=0, metavar="STEPS", help="0: never")
+    parser.add_argument(
         "--resume",
         default=None,
         metavar="CKPT|auto",
@@ -135,14 +143,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build model, data and trainer, then train."""
+    from torch.utils.data import Subset
+
     import bidrn
     from bidrn.body import load_body_model
-    from bidrn.engine.datasets import training_samples
+    from bidrn.engine.datasets import open_dataset, training_samples
     from bidrn.engine.distillation import Distillation, DistillationWeights
     from bidrn.engine.distributed import init_distributed, shutdown_distributed
+    from bidrn.engine.evaluation import learning_curve_probe
     from bidrn.engine.loading import model_from_checkpoint
     from bidrn.engine.losses import HeatmapGeometry, WholeBodyLoss
+    from bidrn.engine.metrics import mesh_topology
     from bidrn.engine.reproducibility import seed_everything
+    from bidrn.engine.resolution import fit_to_model
     from bidrn.engine.signals import EXIT_INTERRUPTED, TrainingInterruptedError
     from bidrn.engine.trainer import TrainConfig, Trainer
 
@@ -163,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
         num_workers=args.workers,
         log_every_steps=args.log_every,
         checkpoint_every_steps=args.checkpoint_every,
+        validate_every_steps=args.validate_every if args.validate_data else 0,
         max_steps=args.max_steps,
         find_unused_parameters=args.find_unused_parameters,
     )
@@ -191,15 +205,26 @@ def run(args: argparse.Namespace) -> int:
                 teacher.to(context.device), DistillationWeights(weight, weight, weight, weight)
             )
         rotations = "axis_angle" if args.rotation_loss == "axis-angle" else "matrix"
+        loss = WholeBodyLoss(geometry=HeatmapGeometry.of_model(model), rotations=rotations)
+        validate = None
+        if args.validate_data is not None:
+            held_out = fit_to_model(
+                open_dataset(args.validate_data, train=False, body_model=body_model), model
+            )
+            seen = Subset(dataset, range(min(len(held_out), len(dataset))))
+            validate = learning_curve_probe(
+                {"held_out": held_out, "train": seen}, mesh_topology(body_model), loss, context=context
+            )
         trainer = Trainer(
             model,
             dataset,
-            WholeBodyLoss(geometry=HeatmapGeometry.of_model(model), rotations=rotations),
+            loss,
             config,
             args.output,
             model_info={"model": args.model, "model_overrides": overrides, "body_model": args.body_model},
             context=context,
             extra_terms=extra_terms,
+            validate=validate,
         )
         resume = args.resume
         if resume == "auto":

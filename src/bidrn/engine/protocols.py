@@ -41,6 +41,8 @@ class Protocol:
         eval_batch_size: evaluation batch per process.
         data_seed: seed of the synthetic data (train and test use different streams).
         device: ``"cpu"``, ``"cuda"`` or ``None`` (CUDA when available).
+        processes: DDP processes the recipe assumes (``torchrun --nproc_per_node``); on a CPU each
+            process then runs one thread.
     """
 
     name: str
@@ -52,6 +54,7 @@ class Protocol:
     eval_batch_size: int = 64
     data_seed: int = 0
     device: str | None = None
+    processes: int = 1
 
 
 PROTOCOLS: dict[str, Protocol] = {
@@ -78,6 +81,21 @@ PROTOCOLS: dict[str, Protocol] = {
         train_samples=1_200,
         test_samples=120,
         eval_batch_size=40,
+        device="cpu",
+    ),
+    "synth-cpu": Protocol(
+        name="synth-cpu",
+        description="width x0.25, 256x192 crops (128x96 body, 64x64 hands and face), CPU-sized",
+        model_overrides={
+            "width": 0.25,
+            "body_input": (128, 96),
+            "hand_input": (64, 64),
+            "face_input": (64, 64),
+        },
+        train=TrainConfig(epochs=3, batch_size=32, lr=1e-3, lr_decay_epochs=(2,), num_workers=0),
+        train_samples=6_000,
+        test_samples=200,
+        eval_batch_size=50,
         device="cpu",
     ),
     "micro": Protocol(

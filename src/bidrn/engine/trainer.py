@@ -81,6 +81,8 @@ class TrainConfig:
         num_workers: DataLoader worker processes (0 = load in the training process).
         log_every_steps: steps between log records and progress-bar updates.
         checkpoint_every_steps: also write ``last`` every N steps (0 = only at epoch ends).
+        validate_every_steps: run the trainer's ``validate`` callback every N steps and before the
+            first one (0 = never); its scalars go to the log (learning curves).
         max_steps: stop (with a checkpoint) after this many optimizer steps in total.
         find_unused_parameters: DDP option for models with branches unused in some steps.
         progress_bar: show a tqdm bar on rank 0.
@@ -99,6 +101,7 @@ class TrainConfig:
     num_workers: int = 0
     log_every_steps: int = 20
     checkpoint_every_steps: int = 0
+    validate_every_steps: int = 0
     max_steps: int | None = None
     find_unused_parameters: bool = False
     progress_bar: bool = True
@@ -164,6 +167,8 @@ class Trainer:
             default :func:`bidrn.binary.set_progress`.
         collate_fn: DataLoader collation (default: torch's, which stacks nested dicts).
         extra_terms: ``(images, output) -> {term: scalar}`` added to the loss (e.g. distillation).
+        validate: ``model -> {name: value}`` run every ``config.validate_every_steps`` steps (the model
+            is put back in training mode afterwards), e.g. held-out MPVPE and loss.
     """
 
     def __init__(
@@ -178,6 +183,7 @@ class Trainer:
         epoch_hook: EpochHook = set_progress,
         collate_fn: Callable | None = None,
         extra_terms: ExtraTerms | None = None,
+        validate: Callable[[nn.Module], dict[str, float]] | None = None,
     ) -> None:
         if config.batch_size < 1 or config.epochs < 1:
             raise BidrnError(
@@ -189,6 +195,7 @@ class Trainer:
         self.model_info = dict(model_info or {})
         self.loss_fn = loss_fn
         self.extra_terms = extra_terms
+        self.validate = validate
         self.epoch_hook = epoch_hook
         self.dataset = dataset
         self.collate_fn = collate_fn
@@ -360,6 +367,8 @@ class Trainer:
         steps_this_call = 0
         stem: Path | None = None
         with monitor, StopRequests() as stops:
+            if self.global_step == 0:
+                self._validate(monitor)
             while self.epoch < config.epochs:
                 self.epoch_hook(self.model, self.epoch, config.epochs)
                 self.train_model.train()
@@ -374,6 +383,8 @@ class Trainer:
                     monitor.record(
                         terms, self.global_step, self.epoch, self.optimization.lr, flush=end_of_epoch
                     )
+                    if config.validate_every_steps and self.global_step % config.validate_every_steps == 0:
+                        self._validate(monitor)
                     if (
                         config.checkpoint_every_steps
                         and self.global_step % config.checkpoint_every_steps == 0
@@ -394,6 +405,15 @@ class Trainer:
                 self.epoch, self.step_in_epoch = self.epoch + 1, 0
                 stem = self.save()
             return self._result(started, steps_this_call, monitor.last_losses, stem)
+
+    def _validate(self, monitor: RunMonitor) -> None:
+        if self.validate is None or not self.config.validate_every_steps:
+            return
+        started = time.perf_counter()
+        scalars = self.validate(self.model)
+        self.train_model.train()
+        monitor.write(self.global_step, scalars, epoch=self.epoch)
+        monitor.exclude(time.perf_counter() - started)  # validation time is not training throughput
 
     def _result(self, started: float, steps: int, losses: dict[str, float], stem: Path | None) -> TrainResult:
         elapsed = time.perf_counter() - started

@@ -121,6 +121,15 @@ class RunMonitor:
         self._window_start = time.perf_counter()
         self._fetch_start = self._window_start
 
+    def exclude(self, seconds: float) -> None:
+        """Leave ``seconds`` just spent on something else (validation) out of the window's throughput."""
+        self._window_start += seconds
+        self._fetch_start += seconds
+
+    def write(self, step: int, scalars: dict[str, float], **fields: Any) -> None:
+        """Log extra scalars (e.g. validation metrics) at ``step`` (main process only)."""
+        self.log.write(step, scalars, **fields)
+
     def waiting_for_data(self) -> None:
         """The loop asks the loader for the next batch now."""
         self._fetch_start = time.perf_counter()
