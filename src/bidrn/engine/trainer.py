@@ -57,6 +57,7 @@ from bidrn.engine.sampling import ResumableDistributedSampler
 from bidrn.engine.signals import StopRequests, TrainingInterruptedError
 from bidrn.engine.training_log import RunMonitor
 from bidrn.errors import BidrnError, InputFileError
+from bidrn.nets.transfer import transfer_weights
 
 LossFunction = Callable[[Any, Mapping[str, Any], Mapping[str, Any]], dict[str, torch.Tensor]]
 ExtraTerms = Callable[[torch.Tensor, Any], dict[str, torch.Tensor]]
@@ -296,21 +297,19 @@ class Trainer:
             )
 
     def initialize_from(self, path: str | Path) -> tuple[list[str], list[str]]:
-        """Load matching weights from a checkpoint (e.g. a full-precision model) before training.
+        """Start from a checkpoint's weights, e.g. a trained full-precision model for a binarized one.
+
+        Matching tensors are copied and BiDRN's branch convolutions take their share of the
+        full-precision ones (:func:`bidrn.nets.transfer.transfer_weights`).
 
         Returns:
-            ``(missing_keys, unexpected_keys)`` of the non-strict load.
+            ``(missing_keys, unused_keys)``: model tensors left at their initialisation, and
+            checkpoint tensors used nowhere.
         """
         checkpoint = load_checkpoint(path, with_state=False)
-        own = self.model.state_dict()
-        fitting = {
-            k: v
-            for k, v in checkpoint.weights.items()
-            if k in own and own[k].shape == v.shape and own[k].dtype == v.dtype
-        }
-        result = self.model.load_state_dict(fitting, strict=False)
-        unexpected = sorted(set(checkpoint.weights) - set(fitting))
-        return list(result.missing_keys), unexpected
+        state, unused = transfer_weights(checkpoint.weights, self.model)
+        result = self.model.load_state_dict(state, strict=False)
+        return list(result.missing_keys), unused
 
     # -- training ---------------------------------------------------------------------------------
     def _loader(self) -> DataLoader:
