@@ -40,7 +40,16 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.parent and not out.parent.is_dir():
         raise InputFileError(out, "output folder does not exist")
-    save(frozen, out, fp16=args.fp16, architecture={"name": checkpoint.model_name, "overrides": overrides})
+    save(
+        frozen,
+        out,
+        fp16=args.fp16,
+        architecture={
+            "name": checkpoint.model_name,
+            "overrides": overrides,
+            "training_statistics": checkpoint.info.get("training_statistics"),
+        },
+    )
     print(
         f"wrote {out}: {len(layout['packed_layers'])} packed layers, "
         f"{len(layout['folded_batchnorms'])} BatchNorms folded, {out.stat().st_size / 2**20:.1f} MB"

@@ -147,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
 
     import bidrn
     from bidrn.body import load_body_model
+    from bidrn.engine.baselines import dataset_parameters, mean_parameters
     from bidrn.engine.datasets import open_dataset, training_samples
     from bidrn.engine.distillation import Distillation, DistillationWeights
     from bidrn.engine.distributed import init_distributed, shutdown_distributed
@@ -197,6 +198,10 @@ def run(args: argparse.Namespace) -> int:
             context=context,
             num_workers=args.workers,
         )
+        model_info = {"model": args.model, "model_overrides": overrides, "body_model": args.body_model}
+        poses, shapes, expressions = dataset_parameters(dataset)
+        if len(poses):  # recorded for `bidrn eval --baseline mean-pose`
+            model_info["training_statistics"] = mean_parameters(poses, shapes, expressions).as_dict()
         extra_terms = None
         if args.teacher is not None:
             teacher, _ = model_from_checkpoint(args.teacher, body_model=body_model)
@@ -221,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
             loss,
             config,
             args.output,
-            model_info={"model": args.model, "model_overrides": overrides, "body_model": args.body_model},
+            model_info=model_info,
             context=context,
             extra_terms=extra_terms,
             validate=validate,

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from bidrn.engine.distributed import DistributedContext, all_gather_objects, init_distributed
+from bidrn.engine.losses import predicted_pose
 from bidrn.engine.metrics import TABLE1_COLUMNS, MeshTopology, whole_body_errors
 from bidrn.engine.trainer import default_collate_to
 from bidrn.errors import BidrnError
@@ -42,6 +43,9 @@ class EvaluationResult:
         count: number of samples evaluated.
         body_joint_source: ``"j14"`` or ``"body25"`` (see :func:`bidrn.engine.metrics.mesh_topology`).
         losses: mean of every loss term (and ``total``) over the samples, when a loss was given.
+        predictions: with ``collect=True``, per sample in dataset order: ``mesh`` (N, V, 3) predicted
+            and ``gt_mesh`` ground-truth vertices (m, float32), ``pose`` (N, 159), ``shape`` (N, 10)
+            and ``expr`` (N, 10) predicted parameters.
     """
 
     metrics: dict[str, float]
@@ -49,6 +53,7 @@ class EvaluationResult:
     count: int = 0
     body_joint_source: str = "body25"
     losses: dict[str, float] = field(default_factory=dict)
+    predictions: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def ground_truth_mesh(
@@ -111,6 +116,7 @@ def evaluate(
     context: DistributedContext | None = None,
     progress: bool = True,
     loss_fn: Callable[[Any, Mapping[str, Any], Mapping[str, Any]], dict[str, torch.Tensor]] | None = None,
+    collect: bool = False,
 ) -> EvaluationResult:
     """Run ``model`` over ``dataset`` and compute every Table 1 column.
 
@@ -123,6 +129,7 @@ def evaluate(
         context: distributed context (default: :func:`init_distributed`).
         progress: show a progress bar on rank 0.
         loss_fn: also average this training loss over the samples (held-out loss for learning curves).
+        collect: also return every predicted and ground-truth mesh and the predicted parameters.
 
     Returns:
         The result on every rank (gathered from all ranks).
@@ -138,6 +145,7 @@ def evaluate(
     loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, num_workers=num_workers)
     errors: dict[str, list[float]] = {name: [] for name in TABLE1_COLUMNS}
     loss_sums: dict[str, float] = {}
+    collected: dict[str, list[torch.Tensor]] = {}
     for batch in tqdm(loader, disable=not (progress and context.is_main), unit="batch", desc="evaluate"):
         batch = default_collate_to(batch, context.device)
         output = model(batch["inputs"]["img"])
@@ -146,19 +154,25 @@ def evaluate(
         gt = ground_truth_mesh(batch["targets"], batch["meta_info"], body_model)
         for name, values in whole_body_errors(output.mesh_cam.float(), gt.float(), topology).items():
             errors[name].extend(values.cpu().tolist())
+        if collect:
+            parts = {"mesh": output.mesh_cam, "gt_mesh": gt, "pose": predicted_pose(output),
+                     "shape": output.shape, "expr": output.expr}  # fmt: skip
+            for name, value in parts.items():
+                collected.setdefault(name, []).append(value.detach().float().cpu())
         if loss_fn is not None:
             terms = loss_fn(output, batch["targets"], batch["meta_info"])
             terms["total"] = sum(terms.values())
             size = batch["inputs"]["img"].shape[0]
             for name, value in terms.items():
                 loss_sums[name] = loss_sums.get(name, 0.0) + float(value) * size
-    gathered = all_gather_objects((indices, errors, loss_sums), context)
+    local = {name: torch.cat(values) for name, values in collected.items()}
+    gathered = all_gather_objects((indices, errors, loss_sums, local), context)
     order = np.argsort(
-        np.concatenate([np.asarray(rank_indices, dtype=np.int64) for rank_indices, _, _ in gathered])
+        np.concatenate([np.asarray(rank_indices, dtype=np.int64) for rank_indices, *_ in gathered])
     )
     per_sample = {
         name: np.concatenate(
-            [np.asarray(rank_errors[name], dtype=np.float64) for _, rank_errors, _ in gathered]
+            [np.asarray(rank_errors[name], dtype=np.float64) for _, rank_errors, *_ in gathered]
         )[order].tolist()
         for name in TABLE1_COLUMNS
     }
@@ -166,13 +180,17 @@ def evaluate(
     if count == 0:
         raise BidrnError("the evaluation dataset is empty")
     metrics = {name: float(np.mean(values)) for name, values in per_sample.items()}
-    losses = {name: sum(sums.get(name, 0.0) for _, _, sums in gathered) / count for name in loss_sums}
+    losses = {name: sum(sums.get(name, 0.0) for _, _, sums, _ in gathered) / count for name in loss_sums}
+    predictions = {
+        name: torch.cat([parts[name] for *_, parts in gathered])[torch.as_tensor(order)] for name in local
+    }
     return EvaluationResult(
         metrics=metrics,
         per_sample=per_sample,
         count=count,
         body_joint_source=topology.body_joint_source,
         losses=losses,
+        predictions=predictions,
     )
 
 
