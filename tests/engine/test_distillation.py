@@ -24,7 +24,9 @@ def test_a_student_equal_to_its_teacher_has_zero_terms_and_only_the_student_lear
         student.body_rotation.root_pose.bias += 0.3
         student.body_rotation.shape.bias += 0.1
     terms = distill(images, student(images, with_mesh=False))
-    assert terms["distill_pose"] > 0 and terms["distill_shape"].item() == pytest.approx(0.1 * 10 / 20, rel=1e-4)
+    assert terms["distill_pose"] > 0 and terms["distill_shape"].item() == pytest.approx(
+        0.1 * 10 / 20, rel=1e-4
+    )
     sum(terms.values()).backward()
     assert student.body_rotation.root_pose.bias.grad.abs().sum() > 0
     assert all(p.grad is None for p in teacher.parameters())
