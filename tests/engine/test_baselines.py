@@ -66,8 +66,9 @@ def test_perfect_predictions_beat_every_constant_and_match_the_truth_spread(body
     poses[:, :3] = [math.pi, 0, 0]
     shapes, expressions = g.normal(size=(6, 10)), np.zeros((6, 10))
     gt = parameter_meshes(body, poses, shapes, expressions)
-    predictions = {"mesh": gt, "gt_mesh": gt, "pose": torch.as_tensor(poses, dtype=torch.float32),
-                   "shape": torch.as_tensor(shapes, dtype=torch.float32), "expr": torch.zeros(6, 10)}  # fmt: skip
+    as_tensor = lambda values: torch.as_tensor(values, dtype=torch.float32)  # noqa: E731
+    predictions = {"mesh": gt, "gt_mesh": gt, "pose": as_tensor(poses), "shape": as_tensor(shapes),
+                   "expr": torch.zeros(6, 10)}  # fmt: skip
     per_sample = {name: values.tolist() for name, values in whole_body_errors(gt, gt, topology).items()}
     training = parameter_meshes(body, poses[:3], shapes[:3], expressions[:3])
     report = compare_with_constants(
