@@ -75,7 +75,7 @@ def test_left_hand_is_mirrored_for_the_hand_network_and_unmirrored_after(model):
 
     hand_joints = seen["position"][1][0]  # (2B, 20, 3) on the crops the network saw
     width = model.hand_heatmap[1]
-    torch.testing.assert_close(out.joint_img[:, 25:45, 0], width - 1 - hand_joints[:2, :, 0])
+    torch.testing.assert_close(out.joint_img[:, 25:45, 0], width - hand_joints[:2, :, 0])
     torch.testing.assert_close(out.joint_img[:, 25:45, 1:], hand_joints[:2, :, 1:])
     torch.testing.assert_close(out.joint_img[:, 45:65], hand_joints[2:])
 
