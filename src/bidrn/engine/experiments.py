@@ -77,13 +77,15 @@ def prepare_synthetic_data(
 ) -> tuple[Path, Path]:
     """Render the protocol's synthetic train and test splits once (rank 0) and return their folders.
 
-    Folders that already hold a manifest are reused, so every row and every rerun sees the same data.
+    Folders that already hold a manifest are reused, so every row and every rerun sees the same data;
+    the folder name carries the generator's version, so a changed generator renders afresh.
     """
-    root = Path(data_dir) / f"synth-{protocol.train_samples}-{protocol.test_samples}-seed{protocol.data_seed}"
+    from bidrn.data.synthetic.generate import GENERATOR_VERSION, generate
+
+    counts = f"{protocol.train_samples}-{protocol.test_samples}"
+    root = Path(data_dir) / f"synth-v{GENERATOR_VERSION}-{counts}-seed{protocol.data_seed}"
     folders = (root / "train", root / "test")
     if context.is_main:
-        from bidrn.data.synthetic.generate import generate
-
         for folder, split, count in zip(
             folders, ("train", "test"), (protocol.train_samples, protocol.test_samples), strict=True
         ):

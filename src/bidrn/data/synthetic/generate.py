@@ -38,6 +38,10 @@ from bidrn.data.synthetic import raster, scene, shards
 from bidrn.data.synthetic.poses import PoseConfig, sample_params
 from bidrn.errors import BidrnError
 
+GENERATOR_VERSION = 2
+"""Bumped whenever the same ``(seed, split, index)`` renders a different sample (2: the activity pose
+prior, clothing, hair, two lights and photo backgrounds); recorded in every manifest."""
+
 SPLITS = {"train": 0, "test": 1}
 """Split name -> the split component of every sample's seed."""
 
@@ -355,6 +359,7 @@ def generate(
     shards.write_manifest(
         out,
         {
+            "generator": GENERATOR_VERSION,
             "split": split,
             "seed": seed,
             "count": num,
