@@ -39,8 +39,10 @@ __all__ = ["GradientEstimator", "SurrogateGradient", "binarize", "sign"]
 
 def sign(x: Tensor) -> Tensor:
     """Return +1 where ``x >= 0`` and -1 elsewhere (never 0), in ``x``'s dtype; no gradient."""
-    one = x.new_ones(())
-    return torch.where(x >= 0, one, -one)
+    # Adding +0.0 turns −0.0 into +0.0, so copying the sign bit onto 1 gives sign(0) = +1; this is
+    # a few times faster than torch.where(x >= 0, 1, −1) and allocates one tensor.
+    signed = x.detach() + 0.0
+    return torch.copysign(x.new_ones(()), signed, out=signed)
 
 
 class SurrogateGradient(Protocol):
@@ -67,8 +69,8 @@ class GradientEstimator:
         """Closed-form surrogate derivative at ``x`` (``fourier_terms`` cosines for ``fourier``)."""
         if self.kind == "identity":
             return torch.ones_like(x)
-        if self.kind == "clipped":
-            return (x.abs() <= 1).to(x.dtype)
+        if self.kind == "clipped":  # in-place comparisons keep the dtype: 1.0 or 0.0
+            return x.abs().le_(1.0)
         if self.kind == "approx_sign":  # 2 − 2|x| clamped at 0, computed in place
             return x.abs().mul_(-2.0).add_(2.0).clamp_min_(0.0)
         if self.kind == "fourier":
