@@ -79,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def model_path(checkpoint: str | None) -> Path:
     """The ``--checkpoint`` given, or the bundled weights (a one-line error when they are missing)."""
-    from bidrn.deploy.predict import bundled_weights_path
+    from bidrn.apps.predict import bundled_weights_path
 
     if checkpoint is not None:
         return Path(checkpoint)
@@ -100,14 +100,14 @@ def _warn(message: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Discover inputs, load the model, predict in batches and print where everything went."""
-    from bidrn.deploy.inputs import (
+    from bidrn.apps.inputs import (
         discover_inputs,
         iter_frames,
         parse_bbox,
         read_boxes,
         require_video_reader,
     )
-    from bidrn.deploy.predict import Predictor, predict_frames
+    from bidrn.apps.predict import Predictor, predict_frames
 
     if args.batch_size < 1 or args.video_stride < 1:
         raise BidrnError("--batch-size and --video-stride must be at least 1")

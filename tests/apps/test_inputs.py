@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bidrn.deploy.inputs import (
+from bidrn.apps.inputs import (
     MAX_MEGAPIXELS,
     MIN_IMAGE_SIDE,
     Frame,

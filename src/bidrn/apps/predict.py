@@ -2,9 +2,9 @@
 
 This is the library behind ``bidrn predict`` and ``bidrn demo``::
 
-    from bidrn.deploy.predict import Predictor, predict_frames
+    from bidrn.apps.predict import Predictor, predict_frames
     predictor = Predictor.load("model.bidrn.safetensors")        # or a training checkpoint
-    report = predict_frames(predictor, frames, "out/")            # frames: bidrn.deploy.inputs
+    report = predict_frames(predictor, frames, "out/")            # frames: bidrn.apps.inputs
 
 Models
     ``Predictor.load`` accepts a frozen 1-bit file (``*.bidrn.safetensors`` from ``bidrn export``)
@@ -67,7 +67,7 @@ from bidrn.body.render import render_overlay, render_side_view
 from bidrn.data import geometry
 from bidrn.data.targets import warp_image
 from bidrn.deploy.freeze import freeze
-from bidrn.deploy.inputs import Frame, PersonBox
+from bidrn.apps.inputs import Frame, PersonBox
 from bidrn.deploy.serialization import FORMAT_TAG as FROZEN_FORMAT
 from bidrn.deploy.serialization import load as load_frozen
 from bidrn.deploy.serialization import read_metadata

@@ -15,8 +15,8 @@ from bidrn.body import load_body_model
 from bidrn.body.export import layer_inputs, load_parameters
 from bidrn.body.render import Intrinsics, get_rasterizer
 from bidrn.data import geometry
-from bidrn.deploy.inputs import Frame, PersonBox, read_image_file
-from bidrn.deploy.predict import (
+from bidrn.apps.inputs import Frame, PersonBox, read_image_file
+from bidrn.apps.predict import (
     Predictor,
     bundled_weights_path,
     image_camera,
