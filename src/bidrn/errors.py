@@ -52,7 +52,8 @@ def require_regular_file(path: str | Path, what: str = "file") -> Path:
     except FileNotFoundError:
         raise InputFileError(path, f"no such {what}") from None
     except OSError as error:
-        raise InputFileError(path, f"cannot access the {what} ({one_line(error.strerror or error)})") from None
+        reason = one_line(error.strerror or error)
+        raise InputFileError(path, f"cannot access the {what} ({reason})") from None
     if stat.S_ISDIR(mode):
         raise InputFileError(path, f"is a folder, not a {what}")
     if not stat.S_ISREG(mode):

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from bidrn.apps.predict import samples_path
 from bidrn.body import load_body_model
 from bidrn.body.export import layer_inputs, load_parameters
 from bidrn.cli import main
-from bidrn.apps.predict import samples_path
 from bidrn.engine.datasets import open_dataset
 from bidrn.engine.evaluation import ground_truth_mesh
 from bidrn.engine.metrics import mesh_topology, whole_body_errors

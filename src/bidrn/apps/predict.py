@@ -60,6 +60,7 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 from tqdm import tqdm
 
+from bidrn.apps.inputs import Frame, PersonBox
 from bidrn.binary import BinaryLayer
 from bidrn.body import load_body_model
 from bidrn.body.export import save_mesh, save_parameters, select_parameters
@@ -67,7 +68,6 @@ from bidrn.body.render import render_overlay, render_side_view
 from bidrn.data import geometry
 from bidrn.data.targets import warp_image
 from bidrn.deploy.freeze import freeze
-from bidrn.apps.inputs import Frame, PersonBox
 from bidrn.deploy.serialization import FORMAT_TAG as FROZEN_FORMAT
 from bidrn.deploy.serialization import load as load_frozen
 from bidrn.deploy.serialization import read_metadata

@@ -32,9 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Predict the two samples, evaluate the synthetic one and print where everything is."""
-    from bidrn.commands.predict import model_path
     from bidrn.apps.inputs import Frame, PersonBox, read_image_file
     from bidrn.apps.predict import Predictor, predict_frames, samples_path
+    from bidrn.commands.predict import model_path
     from bidrn.engine.datasets import open_dataset
     from bidrn.engine.distributed import DistributedContext
     from bidrn.engine.evaluation import evaluate, result_document
