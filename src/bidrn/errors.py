@@ -55,9 +55,10 @@ def require_regular_file(path: str | Path, what: str = "file") -> Path:
         reason = one_line(error.strerror or error)
         raise InputFileError(path, f"cannot access the {what} ({reason})") from None
     if stat.S_ISDIR(mode):
-        raise InputFileError(path, f"is a folder, not a {what}")
+        article = "an" if what[:1] in "aeiou" else "a"
+        raise InputFileError(path, f"is a folder, not {article} {what}")
     if not stat.S_ISREG(mode):
-        raise InputFileError(path, f"is not a regular file (a FIFO, socket or device), so not a {what}")
+        raise InputFileError(path, "is not a regular file (a FIFO, socket or device); refusing to read it")
     return path
 
 

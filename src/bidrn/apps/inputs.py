@@ -393,8 +393,10 @@ def _short(value: Any, limit: int = 60) -> str:
 def _id_key(value: Any) -> str:
     """Canonical form of an image id or file stem: ``000123``, ``123`` and ``123.0`` compare equal."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return str(value) if abs(value) < 10**18 else _short(value)
+        return str(value) if abs(value) < 10**100 else _short(value)
     text = str(value)
+    if text.isascii() and text.isdigit() and len(text) < 100:
+        return str(int(text))  # exact, also beyond float precision
     try:
         number = float(text)
     except (ValueError, OverflowError):

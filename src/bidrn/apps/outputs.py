@@ -36,7 +36,7 @@ try:
 except ImportError:  # Windows: appends of one short line are still written whole
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["SUMMARY_NAME", "OutputFolder", "person_stem"]
+__all__ = ["SUMMARY_NAME", "OutputFolder", "person_stem", "prepare_folder"]
 
 SUMMARY_NAME = "predictions.jsonl"
 """The summary file: one JSON line per person written."""
@@ -47,6 +47,24 @@ CLAIM_SUFFIX = "_params.json"
 def person_stem(name: str, person: int) -> str:
     """Prefix of the files of person ``person`` of the frame named ``name``."""
     return f"{name}_p{person}"
+
+
+def prepare_folder(path: str | Path) -> Path:
+    """Create the output folder (and its parents) and check it can be written; returns it.
+
+    Raises:
+        InputFileError: the path is taken by a file, cannot be created, or is not writable.
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InputFileError(path, "exists and is not a folder; choose another output folder") from None
+    except OSError as error:
+        raise InputFileError(path, f"cannot create the output folder ({one_line(error.strerror)})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InputFileError(path, "the output folder is not writable")
+    return path
 
 
 class OutputFolder:
@@ -60,17 +78,7 @@ class OutputFolder:
     """
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except FileExistsError:
-            raise InputFileError(
-                self.path, "exists and is not a folder; choose another output folder"
-            ) from None
-        except OSError as error:
-            raise InputFileError(
-                self.path, f"cannot create the output folder ({one_line(error.strerror)})"
-            ) from None
+        self.path = prepare_folder(path)
         self.summary = self.path / SUMMARY_NAME
         try:
             self._fd = os.open(self.summary, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)

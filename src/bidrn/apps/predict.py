@@ -81,7 +81,7 @@ from bidrn.deploy.serialization import read_metadata
 from bidrn.engine.checkpoint import FORMAT_TAG as CHECKPOINT_FORMAT
 from bidrn.engine.checkpoint import checkpoint_stem, load_checkpoint, load_weights_into
 from bidrn.engine.resolution import PAPER_CROP
-from bidrn.errors import BidrnError, InputFileError, require_regular_file
+from bidrn.errors import BidrnError, InputFileError, one_line, require_regular_file
 from bidrn.nets.wholebody import CANONICAL_BODY_INPUT, FOCAL, WholeBodyOutput
 
 __all__ = [
@@ -238,7 +238,14 @@ def load_model(
                 path, "is a frozen 1-bit model and runs only frozen; pass the training checkpoint to simulate"
             )
         name, overrides = _architecture(read_metadata(weights)["architecture"], path)
-        model = load_frozen(weights)
+        try:
+            model = load_frozen(weights)
+        except InputFileError:
+            raise
+        except BidrnError as error:
+            raise InputFileError(path, f"records a model that cannot be built ({error})") from None
+        except (TypeError, ValueError, KeyError, AttributeError) as error:
+            raise InputFileError(path, f"malformed frozen model file ({one_line(error)})") from None
         _check_finite(model, path)
         return model.to(device).eval(), ModelInfo(path, "frozen", name, overrides, True)
 

@@ -297,7 +297,9 @@ def read_npy(handle: IO[bytes], available: int, path: str | Path, key: str) -> n
         version = fmt.read_magic(handle)
         reader = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
         shape, fortran_order, dtype = reader(handle)
-    except (ValueError, OSError, EOFError, SyntaxError, zipfile.BadZipFile) as exc:
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise InputFileError(path, f"key '{key}' is truncated or corrupt ({one_line(exc)})") from None
+    except (ValueError, SyntaxError) as exc:
         raise InputFileError(path, f"key '{key}' has an unreadable array header ({one_line(exc)})") from None
     if dtype.hasobject:
         raise InputFileError(path, f"key '{key}' is a pickled object array; refusing to unpickle it")

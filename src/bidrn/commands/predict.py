@@ -132,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
         read_boxes,
         require_video_reader,
     )
+    from bidrn.apps.outputs import prepare_folder
     from bidrn.apps.predict import predict_frames
 
     for flag, value in (("--batch-size", args.batch_size), ("--video-stride", args.video_stride)):
@@ -159,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(frame, BidrnError):
             raise frame
         frames = iter([frame])
+    prepare_folder(args.out)  # before the model loads: a bad --out fails at once
     predictor = load_predictor(args, args.frozen)
 
     def boxes_for(frame):
