@@ -24,6 +24,7 @@ from bidrn.engine.distributed import DistributedContext
 from bidrn.engine.evaluation import evaluate, result_document
 from bidrn.engine.metrics import mesh_topology
 from bidrn.engine.resolution import fit_to_model
+from bidrn.errors import InputFileError
 
 __all__ = ["PHOTO_NAME", "SYNTHETIC_NAME", "DemoResult", "run_demo"]
 
@@ -92,5 +93,9 @@ def run_demo(
     document = result_document(
         result, method=predictor.info.name, checkpoint=str(weights), data=f"synth:{synthetic_root}"
     )
-    metrics_path.write_text(json.dumps(document, indent=1, allow_nan=False) + "\n")
+    try:
+        text = json.dumps(document, indent=1, allow_nan=False)
+    except ValueError:
+        raise InputFileError(weights, "the evaluation of the synthetic sample is NaN or infinite") from None
+    metrics_path.write_text(text + "\n")
     return DemoResult(predictor, report, dict(result.metrics), metrics_path, synthetic_root)

@@ -240,6 +240,8 @@ def _grey_to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
 
 
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+EXIF_ORIENTATION = 0x0112
+"""The EXIF tag that says how to turn the stored pixels upright."""
 
 
 def to_rgb8(image: Image.Image, path: str | Path = "image") -> np.ndarray:
@@ -258,7 +260,7 @@ def to_rgb8(image: Image.Image, path: str | Path = "image") -> np.ndarray:
         flat = Image.new("RGB", rgba.size, (255, 255, 255))
         flat.paste(rgba, mask=rgba.getchannel("A"))
         return np.asarray(flat)
-    return np.asarray(image.convert("RGB"))
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
 def read_image_file(path: str | Path) -> np.ndarray:
@@ -268,7 +270,9 @@ def read_image_file(path: str | Path) -> np.ndarray:
         width, height = image.size
         check_image_size(path, height, width)
         try:
-            return to_rgb8(ImageOps.exif_transpose(image), path)
+            if image.getexif().get(EXIF_ORIENTATION, 1) != 1:
+                image = ImageOps.exif_transpose(image)
+            return to_rgb8(image, path)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
             if isinstance(error, InputFileError):
                 raise

@@ -246,15 +246,15 @@ def load_model(
             raise InputFileError(path, f"records a model that cannot be built ({error})") from None
         except (TypeError, ValueError, KeyError, AttributeError) as error:
             raise InputFileError(path, f"malformed frozen model file ({one_line(error)})") from None
-        _check_finite(model, path)
+        _check_finite(model.state_dict(), path)
         return model.to(device).eval(), ModelInfo(path, "frozen", name, overrides, True)
 
     checkpoint = load_checkpoint(weights, with_state=False)
     name, overrides, body_model = _training_info(checkpoint.info, path)
+    _check_finite(checkpoint.weights, path)
     model = _create_model(name, overrides, path).eval()
     _check_dtypes(checkpoint.weights, model, path)
     load_weights_into(model, checkpoint, path)
-    _check_finite(model, path)
     binarized = any(isinstance(module, BinaryLayer) for module in model.modules())
     if frozen and not binarized:
         raise InputFileError(path, f"model {name!r} has no binary layers to freeze")
@@ -323,9 +323,9 @@ def _check_dtypes(weights: dict[str, torch.Tensor], model: nn.Module, path: Path
             )
 
 
-def _check_finite(model: nn.Module, path: Path) -> None:
-    """Refuse a model with NaN or infinite weights or statistics, naming the first such tensor."""
-    for key, tensor in model.state_dict().items():
+def _check_finite(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse NaN or infinite weights or statistics, naming the first such tensor."""
+    for key, tensor in tensors.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise InputFileError(path, f"tensor '{key}' holds NaN or infinite values")
 
@@ -532,8 +532,8 @@ def write_person(
         side = render_side_view(result.vertices, faces, result.crop.focal, image.shape[:2])
         files["overlay"] = out_dir / f"{result.stem}_overlay.png"
         files["side"] = out_dir / f"{result.stem}_side.png"
-        Image.fromarray(overlay).save(files["overlay"])
-        Image.fromarray(side).save(files["side"])
+        for key, pixels in (("overlay", overlay), ("side", side)):
+            _save_png(pixels, files[key])
     return {
         "input": metadata["input"],
         "frame_index": metadata["frame_index"],
@@ -546,6 +546,15 @@ def write_person(
         "cam_trans": result.parameters["cam_trans"].tolist(),
         "files": {key: path.name for key, path in files.items()},
     }
+
+
+def _save_png(pixels: np.ndarray, path: Path) -> None:
+    """Write (H, W, 3) uint8 pixels as PNG with fast compression.
+
+    zlib level 1 writes a 64-megapixel overlay about five times faster than Pillow's default level 6,
+    for a file about 15 % larger.
+    """
+    Image.fromarray(pixels).save(path, compress_level=1)
 
 
 @dataclass

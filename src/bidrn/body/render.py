@@ -58,7 +58,7 @@ class Intrinsics:
 
 @dataclass
 class Rendering:
-    """A rendered mesh: shaded colour (H, W, 3) float in [0, 1], coverage mask and depth (inf = empty)."""
+    """A rendered mesh: colour (H, W, 3) in [0, 1] (0 where empty), coverage mask, depth (inf = empty)."""
 
     color: np.ndarray
     mask: np.ndarray
@@ -286,7 +286,7 @@ class GLRasterizer:
                 obj.release()
         mask = rgba[..., 3] > 0.5
         depth = np.where(mask, _NEAR + depth_ndc.astype(np.float64) * (_FAR - _NEAR), np.inf)
-        return Rendering(rgba[..., :3].astype(np.float64), mask, depth)
+        return Rendering(rgba[..., :3], mask, depth)
 
 
 _GL_BY_PROCESS: dict[int, GLRasterizer | None] = {}
@@ -416,9 +416,10 @@ def render_overlay(
     intrinsics = Intrinsics(focal[0] * sx, focal[1] * sy, (princpt[0] - x0 + 0.5) * sx - 0.5,
                             (princpt[1] - y0 + 0.5) * sy - 0.5, render_width, render_height)  # fmt: skip
     rendering = get_rasterizer(backend).render(vertices, _to_numpy(faces), intrinsics, color)
-    premultiplied = np.where(rendering.mask[..., None], rendering.color, 0.0)
-    shade = np.clip(np.round(premultiplied * 255.0), 0, 255).astype(np.uint8)
+    shade = np.multiply(rendering.color, 255.0, dtype=np.float32)  # already 0 outside the mask
+    shade = np.clip(np.rint(shade, out=shade), 0, 255, out=shade).astype(np.uint8)
     coverage = rendering.mask.astype(np.uint8) * np.uint8(255)
+    del rendering
     if (render_width, render_height) != (width, height):
         size, bilinear = (width, height), Image.Resampling.BILINEAR
         shade = np.asarray(Image.fromarray(shade).resize(size, bilinear))
