@@ -158,7 +158,7 @@ def frame_for(path, index=None):
 def test_parse_bbox():
     assert parse_bbox("1, 2.5,30,40") == PersonBox((1.0, 2.5, 30.0, 40.0))
     for text in ("1,2,3", "a,b,c,d", "0,0,0,10", "0,0,10,nan"):
-        with pytest.raises(BidrnError, match="person box .*: expected four numbers"):
+        with pytest.raises(BidrnError, match=r"person box .*: expected four numbers"):
             parse_bbox(text)
 
 
@@ -208,7 +208,7 @@ def test_coco_dictionary_resolves_image_ids_to_file_names(tmp_path):
         ("42", "expected a list of detections"),
         ('[{"file_name": "a.jpg", "bbox": [1, 2, 3]}]', r"entry\[0\]: 'bbox' must be four numbers"),
         ('[{"file_name": "a.jpg", "bbox": [1, 2, -3, 4]}]', "must be positive"),
-        ('[{"file_name": "a.jpg", "bbox": [1, 2, 3, 4], "score": "high"}]', "'score' must be a finite number"),
+        ('[{"file_name": "a.jpg", "bbox": [1, 2, 3, 4], "score": "high"}]', "'score' must be a finite"),
         ('[{"bbox": [1, 2, 3, 4]}]', "needs 'image_id' or 'file_name'"),
         ('["a.jpg"]', "expected an object"),
         ('{"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [{"image_id": 2, "bbox": [1,1,1,1]}]}',

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,29 +14,38 @@ from safetensors.torch import save_file
 
 from bidrn import deploy
 from bidrn.apps.predict import load_model
+from bidrn.engine.checkpoint import FORMAT_TAG as CHECKPOINT_FORMAT
+from bidrn.engine.checkpoint import FORMAT_VERSION as CHECKPOINT_VERSION
+from bidrn.engine.checkpoint import load_checkpoint, tensor_digest
 from bidrn.errors import InputFileError
 from tests.fuzz.helpers import assert_cli_error, assert_one_line
 
 
 # -- training checkpoints --------------------------------------------------------------------------
-def copy_training(tiny, folder: Path) -> tuple[Path, dict, dict[str, torch.Tensor]]:
-    """A private copy of the tiny training checkpoint: (stem, its JSON, its tensors)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = folder / "ckpt"
-    for suffix in (".safetensors", ".json"):
-        shutil.copy(str(tiny["training"]) + suffix, str(stem) + suffix)
-    info = json.loads(Path(str(stem) + ".json").read_text())
-    with safe_open(str(stem) + ".safetensors", framework="pt") as handle:
-        tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
-    return stem, info, tensors
+def tiny_training(tiny) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The tiny training checkpoint's JSON document and weights."""
+    checkpoint = load_checkpoint(tiny["training"], with_state=False)
+    return dict(checkpoint.info), dict(checkpoint.weights)
 
 
-def write_info(stem: Path, info) -> None:
+def write_checkpoint(path: Path, info, tensors: dict[str, torch.Tensor]) -> Path:
+    """A current-format checkpoint (one file, ``info`` in the metadata, a valid digest) of anything."""
+    metadata = {
+        "format": CHECKPOINT_FORMAT,
+        "version": str(CHECKPOINT_VERSION),
+        "model": "bidrn",
+        "info": info if isinstance(info, str) else json.dumps(info),
+        "sha256": tensor_digest(tensors),
+    }
+    save_file(tensors, str(path), metadata=metadata)
+    return path
+
+
+def write_legacy_checkpoint(stem: Path, info, tensors: dict[str, torch.Tensor]) -> Path:
+    """A version-1 checkpoint: weights without a digest and the document beside them as ``.json``."""
+    save_file(tensors, str(stem) + ".safetensors", metadata={"format": CHECKPOINT_FORMAT, "model": "bidrn"})
     Path(str(stem) + ".json").write_text(info if isinstance(info, str) else json.dumps(info))
-
-
-def write_tensors(stem: Path, tensors: dict[str, torch.Tensor]) -> None:
-    save_file(tensors, str(stem) + ".safetensors", metadata={"format": "bidrn-checkpoint", "model": "bidrn"})
+    return stem
 
 
 def first_float(tensors: dict[str, torch.Tensor]) -> str:
@@ -45,74 +53,74 @@ def first_float(tensors: dict[str, torch.Tensor]) -> str:
 
 
 def _json_list(info, tensors):
-    return [info], None
+    return [info], tensors
 
 
 def _model_number(info, tensors):
-    return {**info, "model": 5}, None
+    return {**info, "model": 5}, tensors
 
 
 def _unknown_model(info, tensors):
-    return {**info, "model": "no-such-net"}, None
+    return {**info, "model": "no-such-net"}, tensors
 
 
 def _overrides_list(info, tensors):
-    return {**info, "model_overrides": [1, 2]}, None
+    return {**info, "model_overrides": [1, 2]}, tensors
 
 
 def _unknown_override(info, tensors):
-    return {**info, "model_overrides": {**info["model_overrides"], "nope": 1}}, None
+    return {**info, "model_overrides": {**info["model_overrides"], "nope": 1}}, tensors
 
 
 def _nan_override(info, tensors):
-    return '{"model": "bidrn", "model_overrides": {"width": NaN}}', None
+    return '{"model": "bidrn", "model_overrides": {"width": NaN}}', tensors
 
 
 def _body_model_number(info, tensors):
-    return {**info, "body_model": 3}, None
+    return {**info, "body_model": 3}, tensors
 
 
 def _not_json(info, tensors):
-    return "{model: bidrn", None
+    return "{model: bidrn", tensors
 
 
 def _float64_weights(info, tensors):
     key = first_float(tensors)
-    return None, {**tensors, key: tensors[key].double()}
+    return info, {**tensors, key: tensors[key].double()}
 
 
 def _int_weights(info, tensors):
     key = first_float(tensors)
-    return None, {**tensors, key: tensors[key].to(torch.int32)}
+    return info, {**tensors, key: tensors[key].to(torch.int32)}
 
 
 def _nan_weight(info, tensors):
     key = first_float(tensors)
     broken = tensors[key].clone()
     broken.view(-1)[0] = float("nan")
-    return None, {**tensors, key: broken}
+    return info, {**tensors, key: broken}
 
 
 def _infinite_statistic(info, tensors):
     key = next(k for k in tensors if k.endswith("running_var"))
     broken = tensors[key].clone()
     broken.view(-1)[-1] = float("inf")
-    return None, {**tensors, key: broken}
+    return info, {**tensors, key: broken}
 
 
 def _missing_tensor(info, tensors):
-    return None, {k: v for k, v in tensors.items() if k != first_float(tensors)}
+    return info, {k: v for k, v in tensors.items() if k != first_float(tensors)}
 
 
 BAD_TRAINING = {
-    "JSON is a list": (_json_list, "expected an object"),
+    "JSON is a list": (_json_list, "must be a JSON object"),
     "model is a number": (_model_number, "'model' must be a string"),
     "unknown model": (_unknown_model, "records a model that cannot be built"),
     "overrides are a list": (_overrides_list, "'model_overrides' must be an object"),
     "unknown override": (_unknown_override, "nope"),
     "NaN override": (_nan_override, "bidrn"),
     "body model is a number": (_body_model_number, "'body_model' must be a path string"),
-    "JSON is not JSON": (_not_json, "malformed checkpoint JSON"),
+    "JSON is not JSON": (_not_json, "malformed checkpoint"),
     "float64 weights": (_float64_weights, "torch.float64, the model expects torch.float32"),
     "integer weights": (_int_weights, "torch.int32, the model expects torch.float32"),
     "NaN weight": (_nan_weight, "holds NaN or infinite values"),
@@ -124,19 +132,29 @@ BAD_TRAINING = {
 @pytest.mark.parametrize("case", BAD_TRAINING)
 def test_malformed_training_checkpoints_are_one_line_errors(case, tiny, tmp_path):
     make, fragment = BAD_TRAINING[case]
-    stem, info, tensors = copy_training(tiny, tmp_path)
-    new_info, new_tensors = make(info, tensors)
-    if new_info is not None:
-        write_info(stem, new_info)
-    if new_tensors is not None:
-        write_tensors(stem, new_tensors)
+    path = write_checkpoint(tmp_path / "ckpt.safetensors", *make(*tiny_training(tiny)))
+    assert_one_line(lambda: load_model(path, "cpu"), path, fragment, error=InputFileError)
+
+
+@pytest.mark.parametrize("case", ["JSON is a list", "overrides are a list", "NaN weight", "float64 weights"])
+def test_malformed_version_1_checkpoints_are_one_line_errors(case, tiny, tmp_path):
+    make, fragment = BAD_TRAINING[case]
+    stem = write_legacy_checkpoint(tmp_path / "ckpt", *make(*tiny_training(tiny)))
     assert_one_line(lambda: load_model(stem, "cpu"), stem.name, fragment, error=InputFileError)
+
+
+def test_tensors_that_do_not_match_their_digest(tiny, tmp_path):
+    info, tensors = tiny_training(tiny)
+    path = write_checkpoint(tmp_path / "ckpt.safetensors", info, tensors)
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+    save_file(_nan_weight(info, tensors)[1], str(path), metadata=metadata)  # the old digest
+    assert_one_line(lambda: load_model(path, "cpu"), path, "damaged", error=InputFileError)
 
 
 @pytest.mark.parametrize("cut", [0, 7, 100, -50])
 def test_truncated_weights_are_not_ours(cut, tiny, tmp_path):
-    stem, _, _ = copy_training(tiny, tmp_path)
-    weights = Path(str(stem) + ".safetensors")
+    weights = write_checkpoint(tmp_path / "ckpt.safetensors", *tiny_training(tiny))
     data = weights.read_bytes()
     weights.write_bytes(data[:cut])
     assert_one_line(
@@ -160,8 +178,8 @@ def test_checkpoint_fifo_folder_and_missing_file(tmp_path):
 
 
 def test_nan_weights_through_predict_are_one_line_naming_the_checkpoint(tiny, tmp_path, capsys):
-    stem, info, tensors = copy_training(tiny, tmp_path / "ckpt")
-    write_tensors(stem, _nan_weight(info, tensors)[1])
+    stem = tmp_path / "ckpt"
+    write_checkpoint(tmp_path / "ckpt.safetensors", *_nan_weight(*tiny_training(tiny)))
     image = tmp_path / "a.png"
     Image.new("RGB", (48, 64), (90, 90, 90)).save(image)
     argv = ("predict", image, "--out", tmp_path / "out", "--checkpoint", stem)
@@ -281,23 +299,17 @@ def _architecture(tiny) -> dict:
 
 
 # -- problems whose fix lives in another module (the owners fix them; the tests say what is expected) --
-@pytest.mark.xfail(strict=True, reason="owner: engine/checkpoint.py (load_checkpoint accepts a JSON list)")
 def test_export_of_a_checkpoint_whose_json_is_a_list(tiny, tmp_path, capsys):
-    stem, info, _ = copy_training(tiny, tmp_path / "c")
-    write_info(stem, [info])
+    path = write_checkpoint(tmp_path / "c.safetensors", *_json_list(*tiny_training(tiny)))
     assert_cli_error(
-        capsys, ("export", "--checkpoint", stem, "--out", tmp_path / "m.bidrn.safetensors"), stem
+        capsys, ("export", "--checkpoint", path, "--out", tmp_path / "m.bidrn.safetensors"), path
     )
 
 
-@pytest.mark.xfail(
-    strict=True, reason="owner: engine/checkpoint.py (load_weights_into casts dtypes silently)"
-)
 def test_export_refuses_float64_weights(tiny, tmp_path, capsys):
-    stem, info, tensors = copy_training(tiny, tmp_path / "c")
-    write_tensors(stem, _float64_weights(info, tensors)[1])
-    argv = ("export", "--checkpoint", stem, "--out", tmp_path / "m.bidrn.safetensors")
-    assert_cli_error(capsys, argv, stem, "float64")
+    path = write_checkpoint(tmp_path / "c.safetensors", *_float64_weights(*tiny_training(tiny)))
+    argv = ("export", "--checkpoint", path, "--out", tmp_path / "m.bidrn.safetensors")
+    assert_cli_error(capsys, argv, path, "float64")
 
 
 @pytest.mark.xfail(strict=True, reason="owner: commands/export.py (blames a missing model name)")

@@ -253,8 +253,7 @@ def load_model(
     name, overrides, body_model = _training_info(checkpoint.info, path)
     _check_finite(checkpoint.weights, path)
     model = _create_model(name, overrides, path).eval()
-    _check_dtypes(checkpoint.weights, model, path)
-    load_weights_into(model, checkpoint, path)
+    load_weights_into(model, checkpoint, path)  # refuses tensors of another dtype than the model's
     binarized = any(isinstance(module, BinaryLayer) for module in model.modules())
     if frozen and not binarized:
         raise InputFileError(path, f"model {name!r} has no binary layers to freeze")
@@ -311,16 +310,6 @@ def _create_model(name: str, overrides: dict[str, Any], path: Path) -> nn.Module
         raise InputFileError(path, f"records a model that cannot be built ({error})") from None
     except (TypeError, ValueError) as error:
         raise InputFileError(path, f"records model overrides that do not fit {name!r} ({error})") from None
-
-
-def _check_dtypes(weights: dict[str, torch.Tensor], model: nn.Module, path: Path) -> None:
-    """Refuse checkpoint tensors whose dtype differs from the model's (loading would cast them silently)."""
-    expected = model.state_dict()
-    for key, tensor in weights.items():
-        if key in expected and tensor.dtype != expected[key].dtype:
-            raise InputFileError(
-                path, f"tensor '{key}' is {tensor.dtype}, the model expects {expected[key].dtype}"
-            )
 
 
 def _check_finite(tensors: dict[str, torch.Tensor], path: Path) -> None:
