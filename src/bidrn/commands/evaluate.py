@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     import bidrn
+    from bidrn.apps.predict import is_frozen_file, load_model
     from bidrn.body import load_body_model
-    from bidrn.deploy.predict import is_frozen_file, load_model
     from bidrn.deploy.serialization import read_metadata
     from bidrn.engine.checkpoint import load_checkpoint, load_weights_into
     from bidrn.engine.datasets import open_dataset
