@@ -210,7 +210,7 @@ def _read_legacy_info(stem: Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError, OSError) as error:
         raise InputFileError(info_path, f"malformed checkpoint JSON ({error})") from None
     if not isinstance(info, dict):
-        raise InputFileError(info_path, "checkpoint JSON must be an object")
+        raise InputFileError(info_path, "checkpoint JSON must be a JSON object")
     return info
 
 
