@@ -129,6 +129,12 @@ def optimizer_from_files(
     optimizer.load_state_dict({"state": state, "param_groups": document["param_groups"]})
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _fsync_directory(directory: Path) -> None:
     try:
         descriptor = os.open(directory, os.O_RDONLY)
@@ -177,6 +183,7 @@ def save_checkpoint(
     temporary = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
     try:
         save_file(tensors, str(temporary), metadata=metadata)
+        os.chmod(temporary, 0o666 & ~_current_umask())  # as any new file, e.g. 0644 (safetensors: 0600)
         with open(temporary, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(temporary, destination)
