@@ -44,8 +44,8 @@ def test_flip_swaps_left_and_right_targets():
     flipped = build_sample(record, image, Augmentation(flip=True))
     l_wrist, r_wrist = joint_sets.JOINT_NAMES.index("L_Wrist"), joint_sets.JOINT_NAMES.index("R_Wrist")
     # The right wrist of the flipped sample sits where the left wrist was, mirrored in the crop.
-    x_plain = plain["targets"]["joint_img"][l_wrist, 0]
-    x_flip = flipped["targets"]["joint_img"][r_wrist, 0]
+    x_plain = float(plain["targets"]["joint_img"][l_wrist, 0])
+    x_flip = float(flipped["targets"]["joint_img"][r_wrist, 0])
     assert x_flip == pytest.approx(6.0 - x_plain, abs=1e-4)
     torch.testing.assert_close(flipped["targets"]["lhand_bbox_size"], plain["targets"]["rhand_bbox_size"])
     pose_plain = plain["targets"]["smplx_pose"].view(53, 3)

@@ -158,3 +158,53 @@ def test_topology_of_the_embedded_body_model():
     shifted = output.vertices + torch.tensor([0.5, -1.0, 3.0])
     for name, value in whole_body_errors(shifted, output.vertices, topology).items():
         assert value.abs().max().item() < 1e-2, name  # float32 meshes: < 10 micrometres
+
+
+def test_whole_mesh_error_is_aligned_at_the_pelvis_not_another_root():
+    gt = torch.zeros(1, 12, 3, dtype=torch.float64)
+    gt[0, :, 0] = torch.arange(12, dtype=torch.float64) * 0.01
+    pred = gt.clone()
+    pred[0, 0:4] += torch.tensor([0.0, 0.0, 0.03], dtype=torch.float64)  # the pelvis region moves 3 cm
+    errors = whole_body_errors(pred, gt, _toy_topology())
+    # Aligned at the pelvis, the 8 vertices that did not move are 3 cm off (a neck alignment: the 4 that did).
+    assert errors["mpvpe_all"].item() == pytest.approx(30.0 * 8 / 12, abs=1e-9)
+
+
+def test_hand_errors_align_each_hand_at_its_own_wrist_and_average_both():
+    gt = torch.zeros(1, 12, 3, dtype=torch.float64)
+    gt[0, :, 0] = torch.arange(12, dtype=torch.float64) * 0.01
+    pred = gt.clone()
+    pred[0, 8:12] += torch.tensor([0.0, 0.05, 0.0], dtype=torch.float64)  # right hand moved with its wrist
+    pred[0, 9, 2] += 0.02  # and one of its vertices bent by 2 cm
+    errors = whole_body_errors(pred, gt, _toy_topology())
+    # Right hand: 1 of 4 vertices 2 cm off after its wrist (vertex 8) alignment; left hand: 0.
+    assert errors["mpvpe_hand"].item() == pytest.approx((0.0 + 20.0 / 4) / 2, abs=1e-9)
+
+
+def _moved_similarly(points: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    rotation = _random_rotation(generator, 1)[0]
+    return 1.7 * points @ rotation.T + torch.tensor([0.4, -0.2, 1.0], dtype=torch.float64)
+
+
+def test_part_procrustes_aligns_each_part_alone():
+    """PA-MPVPE hand / face and PA-MPJPE hand: a similarity applied to one part alone costs nothing."""
+    g = torch.Generator().manual_seed(6)
+    gt = torch.randn(1, 12, 3, generator=g, dtype=torch.float64)
+    topology = _toy_topology()
+    pred = gt.clone()
+    pred[0, 4:8] = _moved_similarly(gt[0, 4:8], g)  # the left hand's vertices only
+    errors = whole_body_errors(pred, gt, topology)
+    assert errors["pa_mpvpe_hand"].item() == pytest.approx(0.0, abs=1e-6)
+    assert errors["pa_mpvpe_all"].item() > 1.0  # one Procrustes for the whole mesh cannot undo it
+
+    pred = gt.clone()
+    pred[0, 9] += torch.tensor([0.0, 0.0, 0.05], dtype=torch.float64)  # a right finger tip bends
+    errors = whole_body_errors(pred, gt, topology)
+    right = torch.cat([gt[:, [8]], gt[:, 0:4].mean(1, keepdim=True), gt[:, 10:12].mean(1, keepdim=True),
+                       gt[:, [9, 10]]], dim=1)  # fmt: skip
+    moved = right.clone()
+    moved[0, 3] += torch.tensor([0.0, 0.0, 0.05], dtype=torch.float64)
+    # Left hand unchanged (0 mm); the right hand's 5 joints after their own Procrustes, averaged.
+    expected = pa_mpjpe(moved, right).item() / 2
+    assert expected > 1.0
+    assert errors["pa_mpjpe_hand"].item() == pytest.approx(expected, rel=1e-9)

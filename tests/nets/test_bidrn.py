@@ -162,6 +162,20 @@ def test_bidrn50_uses_the_forms_of_architecture_md_10_4():
     assert [len(u.convs) for u in encoder.stages[1][1].units] == [4, 1, 4]
 
 
+@pytest.mark.parametrize("depth", [18, 50])
+def test_every_lcr_unit_after_the_first_pre_activates_its_input(depth):
+    """a_f = preact(x) before every sign: the block does it for its first unit, each later unit itself."""
+    encoder = BiDRNEncoder(EncoderConfig(kind="bidrn", depth=depth), width=0.25).eval()
+    for stage in encoder.stages:
+        for block in stage:
+            kinds = [type(unit.preactivation) for unit in block.units]
+            assert kinds == [nn.Identity] + [nn.Hardtanh] * (len(kinds) - 1)
+    second = encoder.stages[0][0].units[1]  # a base unit: its residual carries Hardtanh(x)
+    silence_binary_path(second)
+    x = torch.randn(2, second.bn.num_features, 4, 4) * 3
+    torch.testing.assert_close(second(x), bn_eval(x.clamp(-1, 1), second.bn))
+
+
 def test_bidrn18_uses_down_sample_in_strided_blocks():
     encoder = BiDRNEncoder(EncoderConfig(kind="bidrn", depth=18), width=0.25)
     assert unit_forms(encoder, 0, 0) == ["base", "base"]

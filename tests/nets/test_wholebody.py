@@ -1,3 +1,4 @@
+import math
 from dataclasses import dataclass
 
 import pytest
@@ -5,6 +6,8 @@ import torch
 from torch import nn
 
 import bidrn
+from bidrn.body import load_body_model
+from bidrn.body.joint_sets import JOINT_NAMES
 from bidrn.nets.geometry import rot6d_to_axis_angle
 from bidrn.nets.roi import roi_align
 
@@ -141,6 +144,94 @@ def test_training_mode_computes_joints_but_not_the_mesh():
     assert trained.joint_cam.shape == evaluated.joint_cam.shape == (2, 137, 3)
 
 
+class RandomJointsBodyModel(nn.Module):
+    """A body model whose 137 joints are fixed random points 2-12 m in front of the camera."""
+
+    def __init__(self, batch: int) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(7)
+        self.joints = torch.rand(batch, 137, 3, generator=generator) * torch.tensor([2.0, 2.0, 10.0])
+        self.joints += torch.tensor([-1.0, -1.0, 2.0])
+
+    def forward(self, betas, with_vertices=True, **pose):
+        return FakeSMPLXOutput(vertices=None, supervision_joints=self.joints.clone())
+
+
+def part_indices(prefixes: tuple[str, ...]) -> list[int]:
+    return [i for i, name in enumerate(JOINT_NAMES) if name.startswith(prefixes)]
+
+
+FINGERS = ("Thumb", "Index", "Middle", "Ring", "Pinky")
+
+
+def test_joint_cam_is_each_part_relative_to_its_own_root(model):
+    """docs/design/pipeline.md §5.8: body pelvis-relative, each hand relative to its own wrist, face
+    neck-relative, in the order body 25 | left hand 20 | right hand 20 | face 72, found here by name."""
+    body_model = RandomJointsBodyModel(batch=2)
+    model.attach_body_model(body_model)
+    try:
+        out = model(torch.rand(2, 3, 192, 128), with_mesh=False)
+    finally:
+        model.attach_body_model(None)
+    joints = body_model.joints
+    left = part_indices(tuple(f"L_{finger}" for finger in FINGERS))
+    right = part_indices(tuple(f"R_{finger}" for finger in FINGERS))
+    face = part_indices(("Face_",))
+    assert (len(left), len(right), len(face)) == (20, 20, 72) and left == list(range(25, 45))
+
+    def root(name: str) -> torch.Tensor:
+        return joints[:, JOINT_NAMES.index(name)][:, None]
+
+    torch.testing.assert_close(out.joint_cam[:, :25], joints[:, :25] - root("Pelvis"))
+    torch.testing.assert_close(out.joint_cam[:, left], joints[:, left] - root("L_Wrist"))
+    torch.testing.assert_close(out.joint_cam[:, right], joints[:, right] - root("R_Wrist"))
+    torch.testing.assert_close(out.joint_cam[:, face], joints[:, face] - root("Neck"))
+
+
+def pinhole(points: torch.Tensor, heatmap: tuple[int, int]) -> torch.Tensor:
+    """docs/design/pipeline.md §5.7, written out: focal 5000 px and principal point (96, 128) on the
+    256x192 canonical body image (depth guarded by 1e-4), then rescaled to a heatmap of (rows, columns)."""
+    depth = points[..., 2] + 1e-4
+    u = 5000.0 * points[..., 0] / depth + 96.0
+    v = 5000.0 * points[..., 1] / depth + 128.0
+    return torch.stack((u * heatmap[1] / 192.0, v * heatmap[0] / 256.0), dim=-1)
+
+
+def test_project_joints_is_the_pinhole_of_the_canonical_camera():
+    from bidrn.nets.wholebody import project_joints
+
+    generator = torch.Generator().manual_seed(3)
+    joints = torch.rand(2, 30, 3, generator=generator, dtype=torch.float64) - 0.5
+    cam_trans = torch.tensor([[0.1, -0.2, 20.0], [-0.3, 0.05, 40.0]], dtype=torch.float64)
+    for heatmap in ((8, 6), (3, 2), (4, 4)):  # (3, 2): rows and columns scale differently
+        projected = project_joints(joints, cam_trans, heatmap)
+        expected = pinhole(joints + cam_trans[:, None], heatmap)
+        torch.testing.assert_close(projected, expected, rtol=1e-9, atol=1e-9)
+    # 20 cm to the right at 20 m is 5000 * 0.2 / 20 = 50 canonical pixels, 50 * 6 / 192 cells.
+    offset = project_joints(torch.tensor([[[0.2, 0.0, 0.0]]]), torch.tensor([[0.0, 0.0, 20.0]]), (8, 6))
+    torch.testing.assert_close(offset, torch.tensor([[[(96.0 + 50.0) * 6 / 192, 4.0]]]), rtol=0, atol=1e-4)
+
+
+def test_camera_depth_is_k_sigmoid_gamma_with_the_focal_length():
+    from bidrn.nets.wholebody import camera_translation
+
+    k = math.sqrt(5000.0 * 5000.0 * 2.5**2 / (256 * 192))  # ≈ 56.38 m (pipeline.md §5.7)
+    camera = torch.tensor([[0.3, -0.4, 0.0], [0.0, 0.0, 2.0]])
+    expected = torch.tensor([[0.3, -0.4, k / 2], [0.0, 0.0, k / (1 + math.exp(-2.0))]])
+    torch.testing.assert_close(camera_translation(camera), expected)
+
+
+def test_network_joint_proj_projects_the_body_model_joints_with_cam_trans(model):
+    body_model = RandomJointsBodyModel(batch=2)
+    model.attach_body_model(body_model)
+    try:
+        out = model(torch.rand(2, 3, 192, 128), with_mesh=False)
+    finally:
+        model.attach_body_model(None)
+    expected = pinhole(body_model.joints + out.cam_trans[:, None], model.body_heatmap)
+    torch.testing.assert_close(out.joint_proj, expected, rtol=1e-4, atol=1e-4)
+
+
 def test_joint_proj_puts_a_centred_point_at_the_heatmap_centre(model):
     from bidrn.nets.wholebody import project_joints
 
@@ -150,13 +241,9 @@ def test_joint_proj_puts_a_centred_point_at_the_heatmap_centre(model):
 
 
 def test_standin_body_model_runs_end_to_end():
-    body = pytest.importorskip("bidrn.body")
-    try:
-        layer = body.load_body_model()
-    except Exception as error:  # the stand-in asset may not be installed yet
-        pytest.skip(f"stand-in body model unavailable: {error}")
+    # The stand-in ships inside the package and needs nothing optional: any error here is a failure.
     torch.manual_seed(0)
-    model = bidrn.create_model("hand4whole", body_model=layer, **SMALL).eval()
+    model = bidrn.create_model("hand4whole", body_model=load_body_model(), **SMALL).eval()
     out = model(torch.rand(1, 3, 192, 128))
     assert out.joint_cam.shape == (1, 137, 3) and out.mesh_cam.shape[-1] == 3
     assert torch.isfinite(out.mesh_cam).all() and torch.isfinite(out.joint_proj).all()
