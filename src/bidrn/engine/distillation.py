@@ -1,9 +1,11 @@
 """Knowledge distillation from a full-precision teacher (beyond the paper).
 
-A binarized student learns faster and further when, besides the ground truth, it matches the
-outputs of a trained full-precision model on the same images: the teacher's predictions are
-smooth, always available (also for joints a dataset does not label) and reachable by a network of
-the same architecture. :class:`Distillation` gives the trainer extra loss terms (``extra_terms``),
+Besides the ground truth, a binarized student can match the outputs of a trained full-precision
+model on the same images: the teacher's predictions are smooth, always available (also for joints a
+dataset does not label) and reachable by a network of the same architecture. Whether that helps is
+measured, not assumed: ``bidrn experiment distillation`` runs BiDRN with and without a teacher under
+one protocol and seeds, and docs/training.md reports the runs made so far (no measurable gain yet at
+the CPU size). :class:`Distillation` gives the trainer extra loss terms (``extra_terms``),
 each an L1 distance between student and teacher outputs with the ground-truth terms' units:
 
 =====================  ===========================================================================
