@@ -259,7 +259,7 @@ def fuse_units(model: nn.Module) -> list[str]:
 
     names = [name for name, module in model.named_modules() if can_fuse(module)]
     for name in names:
-        _replace(model, name, FusedLocalConvResidual(model.get_submodule(name)))
+        FusedLocalConvResidual.fuse(model.get_submodule(name))
     blocks = [name for name, module in model.named_modules() if can_fuse_block(module)]
     for name in blocks:
         _replace(model, name, FusedBiDRB(model.get_submodule(name)))
