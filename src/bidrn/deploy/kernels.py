@@ -162,6 +162,24 @@ def set_isa(name: str) -> None:
         _extension.set_isa(name)
 
 
+def thread_backend() -> str:
+    """Where the kernels run in parallel: ``"openmp"`` (the process's OpenMP team, torch's) or ``"pool"``.
+
+    With an OpenMP runtime loaded (torch's wheels bring one) the kernels run on its team, the same
+    threads torch's ops use, so the two never compete for cores (csrc/thread_pool.cpp); ``"pool"``
+    is the extension's own threads.
+    """
+    return _extension.get_threading()
+
+
+def set_thread_backend(name: str) -> None:
+    """Run the kernels on the OpenMP team (``"openmp"``) or on the extension's own threads (``"pool"``)."""
+    try:
+        _extension.set_threading(name)
+    except ValueError as error:
+        raise BidrnError(f"thread backend {name!r}: {error}") from None
+
+
 def use_compiled() -> bool:
     """Whether packed layers should call the compiled kernels (warns once when they cannot)."""
     global _warned

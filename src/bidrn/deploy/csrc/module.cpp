@@ -217,6 +217,25 @@ PyObject* py_get_isa(PyObject*, PyObject*) { return PyUnicode_FromString(active-
 
 PyObject* py_planes(PyObject*, PyObject*) { return PyLong_FromLongLong(active->planes); }
 
+PyObject* py_get_threading(PyObject*, PyObject*) {
+  return PyUnicode_FromString(thread_backend() == ThreadBackend::kOpenMP ? "openmp" : "pool");
+}
+
+PyObject* py_set_threading(PyObject*, PyObject* args) {
+  const char* name;
+  if (!PyArg_ParseTuple(args, "s", &name)) return nullptr;
+  const bool openmp = std::strcmp(name, "openmp") == 0;
+  if (!openmp && std::strcmp(name, "pool") != 0) {
+    PyErr_Format(PyExc_ValueError, "threading must be openmp or pool, not %s", name);
+    return nullptr;
+  }
+  if (!set_thread_backend(openmp ? ThreadBackend::kOpenMP : ThreadBackend::kPool)) {
+    PyErr_SetString(PyExc_ValueError, "no OpenMP runtime is loaded in this process");
+    return nullptr;
+  }
+  Py_RETURN_NONE;
+}
+
 PyObject* py_set_isa(PyObject*, PyObject* args) {
   const char* name;
   if (!PyArg_ParseTuple(args, "s", &name)) return nullptr;
@@ -233,6 +252,8 @@ PyMethodDef methods[] = {
     {"run", py_run, METH_VARARGS, "run(steps, threads): PackArgs and ConvArgs structs, executed in order."},
     {"abi_layout", py_abi_layout, METH_NOARGS, "ABI version, sizes and field offsets of PackArgs and ConvArgs."},
     {"planes", py_planes, METH_NOARGS, "Words the active kernel set stores per packed word (1 or 2)."},
+    {"get_threading", py_get_threading, METH_NOARGS, "Where kernels run in parallel: openmp (the process's team) or pool."},
+    {"set_threading", py_set_threading, METH_VARARGS, "Run kernels on the OpenMP team (openmp) or on own threads (pool)."},
     {"supported_isas", py_supported_isas, METH_NOARGS, "Kernel sets this CPU can run, best first."},
     {"get_isa", py_get_isa, METH_NOARGS, "Name of the kernel set in use."},
     {"set_isa", py_set_isa, METH_VARARGS, "Select a kernel set by name."},
