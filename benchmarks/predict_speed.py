@@ -38,7 +38,7 @@ REPORT = re.compile(r"([0-9.]+) images/s overall, ([0-9.]+) crops/s through the 
 
 def make_images(folder: Path, count: int) -> None:
     """``count`` 320x256 crops of the packaged photograph, shifted and mirrored so no two are equal."""
-    from bidrn.deploy.predict import samples_path
+    from bidrn.apps.predict import samples_path
 
     photo = np.asarray(Image.open(samples_path() / "astronaut.jpg").convert("RGB"))
     folder.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,9 @@
 Each sub-command lives in its own module under :mod:`bidrn.commands` and exposes
 ``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported only when their
 command runs, so ``bidrn --help`` stays fast. Errors meant for users
-(:class:`bidrn.errors.BidrnError`) are printed as one line and exit with status 2.
+(:class:`bidrn.errors.BidrnError`) and failed file operations (:class:`OSError`: a full disk, a
+folder that cannot be written, an output path taken by a folder) are printed as one line and exit
+with status 2; an interrupt exits with 130.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from bidrn.errors import BidrnError
+from bidrn import __version__
+from bidrn.errors import BidrnError, describe_os_error
 
 #: sub-command name -> (module under bidrn.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -29,6 +32,40 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Shows every option's default: ``(default: X)`` is added where the help text does not give it.
+
+    Options without a meaningful default (``None``, ``False`` for flags, an empty list, required
+    options) are left as they are.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text.lower() or not _has_default(action):
+            return action.help
+        return f"{text} (default: %(default)s)"
+
+
+def _has_default(action: argparse.Action) -> bool:
+    """Whether an option has a default worth showing in its help."""
+    default = action.default
+    return not (
+        action.required
+        or not (action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE))
+        or default is None
+        or default is False
+        or default == argparse.SUPPRESS
+        or (isinstance(default, list | tuple | dict) and not default)
+    )
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Give options without help text one that states their default (argparse skips empty help)."""
+    for action in parser._actions:
+        if action.help is None and _has_default(action):
+            action.help = "default: %(default)s"
+
+
 def _command_module(name: str):
     return importlib.import_module(f"bidrn.commands.{COMMANDS[name][0]}")
 
@@ -36,13 +73,19 @@ def _command_module(name: str):
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """Build the argument parser; with ``only``, import just that sub-command's module."""
     parser = argparse.ArgumentParser(
-        prog="bidrn", description="Binarized 3D whole-body human mesh recovery (BiDRN)."
+        prog="bidrn",
+        description="Binarized 3D whole-body human mesh recovery (BiDRN).",
+        formatter_class=HelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"bidrn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
-        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        command_parser = sub.add_parser(
+            name, help=help_text, description=help_text, formatter_class=HelpFormatter
+        )
         if name == only:
             _command_module(name).add_arguments(command_parser)
+            _show_defaults(command_parser)
     return parser
 
 
@@ -59,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(_command_module(args.command).run(args) or 0)
     except BidrnError as error:
         print(f"bidrn {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"bidrn {args.command}: error: {describe_os_error(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"bidrn {args.command}: interrupted", file=sys.stderr)

@@ -59,6 +59,17 @@ def test_joint_regression_matches_the_regressor_on_the_shaped_template(layer):
     )
 
 
+def test_joints_without_the_mesh_equal_the_joints_of_the_full_model(layer):
+    inputs = {**_random_inputs(layer, 3, seed=4), "transl": torch.randn(3, 3, dtype=torch.float64)}
+    full = layer(**inputs)
+    lean = layer(**inputs, with_vertices=False)
+    assert lean.vertices is None
+    assert torch.allclose(lean.joints, full.joints, atol=1e-10)
+    assert torch.equal(lean.full_pose, full.full_pose)
+    # Only the vertices the extra joints and landmarks read are skinned.
+    assert layer.landmark_vertex_ids.numel() < layer.num_vertices
+
+
 def test_root_rotation_rotates_the_whole_mesh_rigidly(layer):
     inputs = _random_inputs(layer, 2, seed=2)
     inputs["global_orient"] = torch.zeros(2, 3, dtype=torch.float64)

@@ -49,7 +49,12 @@ def test_every_documented_miss_is_reported_with_its_value(document, heading):
 
 def test_json_output_has_the_documented_keys(capsys):
     assert main(["complexity", "--json", "--width", "0.125", "bnn", "bidrn"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)
+    assert captured.err.splitlines() == [
+        "bidrn complexity: counted bnn (1/2)",
+        "bidrn complexity: counted bidrn (2/2)",
+    ]
     assert [row["model"] for row in rows] == ["bnn", "bidrn"]
     for row in rows:
         assert set(row) == KEYS

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
+from bidrn.apps.predict import samples_path
 from bidrn.body import load_body_model
 from bidrn.body.export import layer_inputs, load_parameters
 from bidrn.cli import main
-from bidrn.deploy.predict import samples_path
 from bidrn.engine.datasets import open_dataset
 from bidrn.engine.evaluation import ground_truth_mesh
 from bidrn.engine.metrics import mesh_topology, whole_body_errors
-from tests.deploy.test_predict import tiny_checkpoints
+from tests.apps.test_predict import tiny_checkpoints
 
 OUTPUTS = ("mesh.obj", "params.npz", "params.json", "overlay.png", "side.png")
 
@@ -88,7 +88,7 @@ def test_demo_mpvpe_belongs_to_the_mesh_it_wrote(demo_run):
 
 
 def test_demo_without_bundled_weights_is_a_one_line_error(tmp_path, capsys, monkeypatch):
-    from bidrn.deploy import predict
+    from bidrn.apps import predict
 
     monkeypatch.setattr(
         predict, "bundled_weights_path", lambda: tmp_path / "bidrn-synth-tiny.bidrn.safetensors"

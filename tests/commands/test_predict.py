@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from bidrn.cli import main
-from tests.deploy.test_predict import tiny_checkpoints
+from tests.apps.test_predict import tiny_checkpoints
 from tests.media import png_header_only, write_grey_clip
 
 
@@ -117,7 +117,7 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys, checkpoints):
 
 
 def test_missing_bundled_weights_is_a_one_line_error(tmp_path, capsys, monkeypatch):
-    from bidrn.deploy import predict
+    from bidrn.apps import predict
 
     monkeypatch.setattr(predict, "bundled_weights_path", lambda: tmp_path / "none.bidrn.safetensors")
     code, _, err = run_cli(capsys, photo(tmp_path / "a.png"), "--out", tmp_path / "o")

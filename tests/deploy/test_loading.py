@@ -70,7 +70,7 @@ def test_load_model_attaches_the_body_model(files):
     from bidrn.body import load_body_model
 
     _, _, frozen_file = files
-    model, _ = load_model(frozen_file, load_body_model())
+    model, _ = load_model(frozen_file, body_model=load_body_model())
     with torch.no_grad():
         assert model(torch.rand(1, 3, 128, 96)).mesh_cam is not None
 

@@ -1,3 +1,4 @@
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -150,13 +151,36 @@ def test_each_term_sees_an_error_in_its_own_prediction(field, index, term, numel
     targets["smplx_joint_img"] = targets["joint_img"].clone()
     output = _perfect_output(targets)
     output[field][index] += 0.5
-    terms = WholeBodyLoss()(SimpleNamespace(**output), targets, meta)
+    terms = WholeBodyLoss(rotations="axis_angle")(SimpleNamespace(**output), targets, meta)
     expected = {name: 0.0 for name in ALL_TERMS}
     expected[term] = 0.5 / numel
     if field == "joint_img":
         expected["smplx_joint_img"] = 0.5 / numel
     for name, value in terms.items():
         assert value.item() == pytest.approx(expected[name], abs=1e-6), name
+
+
+def test_matrix_pose_term_is_continuous_where_axis_angle_jumps():
+    """Two roots 0.02 rad apart on either side of a half turn: far apart as vectors, close as matrices."""
+    targets, meta = _targets_and_meta()
+    targets["smplx_pose"][:, :3] = torch.tensor([math.pi - 0.01, 0.0, 0.0])
+    output = _perfect_output(targets)
+    output["root_pose"] = torch.tensor([[-(math.pi - 0.01), 0.0, 0.0]]).repeat(B, 1)
+    as_vectors = WholeBodyLoss(rotations="axis_angle")(SimpleNamespace(**output), targets, meta)
+    as_matrices = WholeBodyLoss(rotations="matrix")(SimpleNamespace(**output), targets, meta)
+    assert as_vectors["smplx_pose"].item() == pytest.approx(2 * (math.pi - 0.01) / 159, rel=1e-4)
+    # Rx(a) and Rx(-a) differ only in the sign of their two off-diagonal sin(a) entries.
+    expected = 4 * math.sin(0.01) / (53 * 9)
+    assert as_matrices["smplx_pose"].item() == pytest.approx(expected, rel=1e-3)
+
+
+def test_matrix_pose_term_counts_only_valid_rotations():
+    targets, meta = _targets_and_meta()
+    output = _perfect_output(targets)
+    output["jaw_pose"] = output["jaw_pose"] + 0.3
+    meta["smplx_pose_valid"][:, 156:159] = 0.0
+    terms = WholeBodyLoss(rotations="matrix")(SimpleNamespace(**output), targets, meta)
+    assert terms["smplx_pose"].item() == pytest.approx(0.0, abs=1e-7)
 
 
 def test_joint_cam_error_counts_in_both_3d_terms():

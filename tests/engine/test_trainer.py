@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from bidrn.engine.checkpoint import load_checkpoint
+from bidrn.engine.checkpoint import load_checkpoint, save_checkpoint
 from bidrn.engine.distributed import DistributedContext
 from bidrn.engine.trainer import TrainConfig, Trainer
 from bidrn.engine.training_log import read_log
@@ -19,7 +19,7 @@ CPU = DistributedContext(rank=0, local_rank=0, world_size=1, device=torch.device
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _trainer(tmp_path, name, seed_model=0, **overrides):
+def tiny_trainer(tmp_path, name, seed_model=0, **overrides):
     torch.manual_seed(seed_model)
     settings = {
         "epochs": 3,
@@ -54,7 +54,7 @@ def test_learning_rate_policy_steps_down_at_milestones():
 
 
 def test_training_reduces_loss_and_writes_checkpoint(tmp_path):
-    trainer = _trainer(tmp_path, "run")
+    trainer = tiny_trainer(tmp_path, "run")
     result = trainer.fit()
     assert result.global_step == 15 and result.epochs_done == 3
     records = read_log(tmp_path / "run" / "log.jsonl")
@@ -68,18 +68,19 @@ def test_training_reduces_loss_and_writes_checkpoint(tmp_path):
     assert checkpoint.info["epoch"] == 3 and checkpoint.info["global_step"] == 15
     assert torch.equal(checkpoint.weights["head.weight"], trainer.model.head.weight.detach())
     assert any(key.startswith("optimizer.") for key in checkpoint.state)
-    json.loads((tmp_path / "run" / "checkpoints" / "last.json").read_text())
+    assert checkpoint.verified
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["last.safetensors"]
 
 
 @pytest.mark.parametrize("interrupt_at", [3, 5, 12])
 def test_resume_reproduces_uninterrupted_run_exactly(tmp_path, interrupt_at):
-    reference = _trainer(tmp_path, "reference")
+    reference = tiny_trainer(tmp_path, "reference")
     reference.fit()
 
-    first = _trainer(tmp_path, "interrupted", max_steps=interrupt_at)
+    first = tiny_trainer(tmp_path, "interrupted", max_steps=interrupt_at)
     first.fit()
     assert first.global_step == interrupt_at
-    second = _trainer(tmp_path, "interrupted", seed_model=99)  # different init, overwritten by resume
+    second = tiny_trainer(tmp_path, "interrupted", seed_model=99)  # different init, overwritten by resume
     second.resume(tmp_path / "interrupted" / "checkpoints" / "last")
     second.fit()
 
@@ -93,24 +94,24 @@ def test_resume_reproduces_uninterrupted_run_exactly(tmp_path, interrupt_at):
 
 
 def test_resume_from_weights_only_checkpoint_is_refused(tmp_path):
-    trainer = _trainer(tmp_path, "run", epochs=1)
+    trainer = tiny_trainer(tmp_path, "run", epochs=1)
     trainer.fit()
-    (tmp_path / "run" / "checkpoints" / "last.state.safetensors").unlink()
+    save_checkpoint(tmp_path / "run" / "checkpoints" / "last", trainer.model, {"model": "tiny"})
     with pytest.raises(BidrnError, match="weights only"):
-        _trainer(tmp_path, "other").resume(tmp_path / "run" / "checkpoints" / "last")
+        tiny_trainer(tmp_path, "other").resume(tmp_path / "run" / "checkpoints" / "last")
 
 
 def test_initialize_from_copies_matching_weights(tmp_path):
-    source = _trainer(tmp_path, "source", epochs=1)
+    source = tiny_trainer(tmp_path, "source", epochs=1)
     source.fit()
-    target = _trainer(tmp_path, "target", seed_model=5)
+    target = tiny_trainer(tmp_path, "target", seed_model=5)
     missing, unexpected = target.initialize_from(tmp_path / "source" / "checkpoints" / "last.safetensors")
     assert missing == [] and unexpected == []
     assert torch.equal(target.model.conv.weight, source.model.conv.weight)
 
 
 def test_gradient_clipping_bounds_the_update(tmp_path):
-    clipped = _trainer(tmp_path, "clipped", max_steps=1, grad_clip_norm=1e-8, lr=1.0)
+    clipped = tiny_trainer(tmp_path, "clipped", max_steps=1, grad_clip_norm=1e-8, lr=1.0)
     before = {k: v.clone() for k, v in clipped.model.state_dict().items()}
     clipped.fit()
     # Adam normalises the step, so clipping shows in the moments, not the step size.
@@ -121,7 +122,7 @@ def test_gradient_clipping_bounds_the_update(tmp_path):
 
 def test_too_small_dataset_is_a_user_error(tmp_path):
     with pytest.raises(BidrnError, match="fewer than one batch"):
-        _trainer(tmp_path, "run", batch_size=64)
+        tiny_trainer(tmp_path, "run", batch_size=64)
 
 
 @pytest.mark.slow
@@ -161,3 +162,25 @@ def test_ddp_two_cpu_processes_hold_identical_weights(tmp_path):
     assert evaluated[0] == evaluated[1]
     assert len(evaluated[0]["mpvpe_all"]) == 5
     assert evaluated[0]["mpvpe_all"] == pytest.approx([1.0] * 5, abs=1e-3)
+
+
+def test_validation_callback_runs_before_training_and_every_n_steps(tmp_path):
+    calls = []
+
+    def validate(model):
+        assert not model.training
+        calls.append(model.head.weight.detach().clone())
+        return {"held_out/mpvpe_all": float(len(calls))}
+
+    def evaluate_mode(model):
+        model.eval()
+        return validate(model)
+
+    trainer = tiny_trainer(tmp_path, "run", epochs=1, validate_every_steps=2)
+    trainer.validate = evaluate_mode
+    trainer.fit()
+    records = read_log(tmp_path / "run" / "log.jsonl")
+    validation = [(r["step"], r["held_out/mpvpe_all"]) for r in records if "held_out/mpvpe_all" in r]
+    assert validation == [(0, 1.0), (2, 2.0), (4, 3.0)]
+    assert trainer.model.training  # put back into training mode after each validation
+    assert not torch.equal(calls[0], calls[-1])

@@ -4,6 +4,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bidrn.binary import BinaryConv2d
+from bidrn.binary.methods import get_method, list_methods
 from bidrn.nets.bidrn import BiDRNEncoder, LocalConvResidual, choose_lcr_form
 from bidrn.nets.config import EncoderConfig
 from bidrn.nets.resnet import ResNet
@@ -99,6 +100,38 @@ def test_fusion_down_branches_each_read_their_own_channel_group():
     torch.testing.assert_close(unit(x), unit.bn(merged))
 
 
+FORM_SHAPES = {"base": (8, 8, 1), "down_scale": (8, 8, 2), "fusion_up": (4, 16, 1), "fusion_down": (16, 4, 1),
+               "down_sample": (4, 8, 2)}  # fmt: skip
+INPUT_ONLY_METHODS = [name for name in list_methods() if get_method(name).activation.input_only]
+
+
+@pytest.mark.parametrize("form", ALL_FORMS)
+@pytest.mark.parametrize("method", INPUT_ONLY_METHODS)
+def test_branches_at_once_equal_the_branch_loop_in_values_and_gradients(form, method):
+    torch.manual_seed(0)
+    in_channels, out_channels, stride = FORM_SHAPES[form]
+    unit = LocalConvResidual(in_channels, out_channels, 3, stride, ALL_FORMS, method=method).train()
+    assert unit.form == form
+    with torch.no_grad():  # every branch different, so a swapped branch or parameter shows
+        for parameter in unit.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.1)
+    x = torch.randn(2, in_channels, 6, 6)
+
+    def run(path):
+        unit.zero_grad()
+        inputs = x.clone().requires_grad_()
+        out = path(inputs)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        return out, inputs.grad, [p.grad.clone() for p in unit.parameters() if p.grad is not None]
+
+    fused, looped = run(unit._branches_at_once), run(unit._branch_by_branch)
+    torch.testing.assert_close(fused[0], looped[0])
+    torch.testing.assert_close(fused[1], looped[1])
+    assert len(fused[2]) == len(looped[2]) > 0
+    for a, b in zip(fused[2], looped[2], strict=True):
+        torch.testing.assert_close(a, b)
+
+
 def test_fusion_up_branches_share_the_input_and_are_concatenated():
     torch.manual_seed(0)
     x = torch.randn(2, 4, 5, 5)
@@ -169,23 +202,28 @@ def test_bidrn_encoder_matches_resnet_output_shape():
         assert encoder(x).shape == reference(x).shape == (2, reference.out_channels, 2, 3)
 
 
-def test_relu_preactivation_makes_every_binary_input_plus_one():
+def binary_inputs(encoder: BiDRNEncoder, monkeypatch) -> list[torch.Tensor]:
+    """Every binarized activation the encoder's binary convolutions use on one random image."""
+    seen = []
+    quantize_input = BinaryConv2d.quantize_input
+
+    def recording(layer, x):
+        seen.append(quantize_input(layer, x))
+        return seen[-1]
+
+    monkeypatch.setattr(BinaryConv2d, "quantize_input", recording)
+    encoder(torch.randn(1, 3, 64, 64))
+    assert seen
+    return seen
+
+
+def test_relu_preactivation_makes_every_binary_input_plus_one(monkeypatch):
     torch.manual_seed(0)
     encoder = BiDRNEncoder(EncoderConfig(kind="bidrn", depth=18, preactivation="relu"), width=0.25).eval()
-    seen = []
-    for module in encoder.modules():
-        if isinstance(module, BinaryConv2d):
-            module.register_forward_hook(lambda m, args, out: seen.append(m.quantize_input(args[0])))
-    encoder(torch.randn(1, 3, 64, 64))
-    assert seen and all(torch.all(q == 1) for q in seen)
+    assert all(torch.all(q == 1) for q in binary_inputs(encoder, monkeypatch))
 
 
-def test_hardtanh_preactivation_gives_mixed_signs():
+def test_hardtanh_preactivation_gives_mixed_signs(monkeypatch):
     torch.manual_seed(0)
     encoder = BiDRNEncoder(EncoderConfig(kind="bidrn", depth=18), width=0.25).eval()
-    seen = []
-    for module in encoder.modules():
-        if isinstance(module, BinaryConv2d):
-            module.register_forward_hook(lambda m, args, out: seen.append(m.quantize_input(args[0])))
-    encoder(torch.randn(1, 3, 64, 64))
-    assert all((q == 1).any() and (q == -1).any() for q in seen)
+    assert all((q == 1).any() and (q == -1).any() for q in binary_inputs(encoder, monkeypatch))

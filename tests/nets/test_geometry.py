@@ -59,16 +59,18 @@ def test_soft_argmax_3d_finds_a_sharp_peak():
     heatmaps[0, 0, 3, 5, 1] = 0.0  # z=3, y=5, x=1
     heatmaps[0, 1, 7, 0, 5] = 0.0
     coords, probabilities = soft_argmax_3d(heatmaps)
-    torch.testing.assert_close(coords, torch.tensor([[[1.0, 5.0, 3.0], [5.0, 0.0, 7.0]]]))
+    # Cell i spans [i, i + 1): a peak in one cell sits at its centre.
+    torch.testing.assert_close(coords, torch.tensor([[[1.5, 5.5, 3.5], [5.5, 0.5, 7.5]]]))
     torch.testing.assert_close(probabilities.sum(dim=(2, 3, 4)), torch.ones(1, 2))
 
 
 def test_soft_argmax_2d_of_flat_map_is_the_centre():
     coords = soft_argmax_2d(torch.zeros(1, 1, 64, 48))
-    torch.testing.assert_close(coords, torch.tensor([[[23.5, 31.5]]]))
+    torch.testing.assert_close(coords, torch.tensor([[[24.0, 32.0]]]))
 
 
 def test_sample_features_reads_cells_and_interpolates():
-    features = torch.arange(24.0).view(1, 1, 4, 6)  # value = 6 y + x
-    xy = torch.tensor([[[0.0, 0.0], [5.0, 3.0], [2.5, 1.5]]])
-    torch.testing.assert_close(sample_features(features, xy), torch.tensor([[[0.0], [23.0], [11.5]]]))
+    features = torch.arange(24.0).view(1, 1, 4, 6)  # value of cell (x, y) = 6 y + x, at its centre
+    xy = torch.tensor([[[0.5, 0.5], [5.5, 3.5], [3.0, 2.0], [0.0, 0.0], [6.0, 4.0]]])
+    expected = torch.tensor([[[0.0], [23.0], [11.5], [0.0], [23.0]]])  # beyond the outer centres: border
+    torch.testing.assert_close(sample_features(features, xy), expected)

@@ -75,7 +75,7 @@ def test_left_hand_is_mirrored_for_the_hand_network_and_unmirrored_after(model):
 
     hand_joints = seen["position"][1][0]  # (2B, 20, 3) on the crops the network saw
     width = model.hand_heatmap[1]
-    torch.testing.assert_close(out.joint_img[:, 25:45, 0], width - 1 - hand_joints[:2, :, 0])
+    torch.testing.assert_close(out.joint_img[:, 25:45, 0], width - hand_joints[:2, :, 0])
     torch.testing.assert_close(out.joint_img[:, 25:45, 1:], hand_joints[:2, :, 1:])
     torch.testing.assert_close(out.joint_img[:, 45:65], hand_joints[2:])
 
@@ -102,7 +102,7 @@ def test_body_image_is_a_nearest_resize_of_the_crop(model):
 
 @dataclass
 class FakeSMPLXOutput:
-    vertices: torch.Tensor
+    vertices: torch.Tensor | None
     supervision_joints: torch.Tensor
 
 
@@ -110,11 +110,12 @@ class FakeBodyModel(nn.Module):
     """Vertices and joints that depend linearly on shape, so gradients can be checked."""
 
     def forward(self, betas, global_orient, body_pose, left_hand_pose, right_hand_pose, jaw_pose,
-                leye_pose, reye_pose, expression):  # fmt: skip
+                leye_pose, reye_pose, expression, with_vertices=True):  # fmt: skip
         batch = betas.shape[0]
         base = torch.linspace(-0.5, 0.5, 137 * 3).view(1, 137, 3)
         joints = base + betas[:, :1, None] + global_orient[:, None, :]
-        return FakeSMPLXOutput(vertices=joints[:, :20] * 2, supervision_joints=joints.expand(batch, -1, -1))
+        vertices = joints[:, :20] * 2 if with_vertices else None
+        return FakeSMPLXOutput(vertices=vertices, supervision_joints=joints.expand(batch, -1, -1))
 
 
 def test_attached_body_model_gives_mesh_and_relative_joints(model):
@@ -129,6 +130,15 @@ def test_attached_body_model_gives_mesh_and_relative_joints(model):
     assert "mesh_cam" not in dict(model.named_modules()) and not any(
         "body_model" in k for k in model.state_dict()
     )
+
+
+def test_training_mode_computes_joints_but_not_the_mesh():
+    images = torch.rand(2, 3, 192, 128)
+    model = bidrn.create_model("hand4whole", **SMALL, body_model=FakeBodyModel())
+    evaluated = model.eval()(images)
+    trained = model.train()(images)
+    assert evaluated.mesh_cam is not None and trained.mesh_cam is None
+    assert trained.joint_cam.shape == evaluated.joint_cam.shape == (2, 137, 3)
 
 
 def test_joint_proj_puts_a_centred_point_at_the_heatmap_centre(model):

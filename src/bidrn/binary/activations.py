@@ -6,7 +6,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["RPReLU"]
+__all__ = ["RPReLU", "rprelu"]
+
+
+def rprelu(
+    x: torch.Tensor, shift_in: torch.Tensor, slope: torch.Tensor, shift_out: torch.Tensor
+) -> torch.Tensor:
+    """Functional RPReLU on channels (dim 1): ``PReLU_c(x − γ_c) + ζ_c`` (BiDRN Eq. 6)."""
+    view = (1, -1, *([1] * (x.dim() - 2)))
+    return F.prelu(x - shift_in.view(view), slope) + shift_out.view(view)
 
 
 class RPReLU(nn.Module):
@@ -23,13 +31,9 @@ class RPReLU(nn.Module):
         self.slope = nn.Parameter(torch.full((num_channels,), init_slope))
         self.shift_out = nn.Parameter(torch.zeros(num_channels))
 
-    def _per_channel(self, values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return values.view(1, -1, *([1] * (x.dim() - 2)))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the shifted PReLU channel-wise."""
-        shifted = x - self._per_channel(self.shift_in, x)
-        return F.prelu(shifted, self.slope) + self._per_channel(self.shift_out, x)
+        return rprelu(x, self.shift_in, self.slope, self.shift_out)
 
     def extra_repr(self) -> str:
         """Describe the layer for ``print(module)``."""

@@ -2,16 +2,13 @@
 
 Like Larq's ``QuantConv2D(input_quantizer=..., kernel_quantizer=...)``, each layer is its PyTorch
 counterpart (same constructor arguments, latent real weight in ``.weight``, same state-dict keys)
-plus a :class:`~bidrn.binary.methods.BinarizationMethod` that says how its input and weight are
-binarized. Per-layer extras that a method needs are created here:
+plus a :class:`~bidrn.binary.methods.BinarizationMethod`: an activation quantizer and a weight
+quantizer (:mod:`bidrn.binary.quantizers`). The layer knows nothing about any particular method; it
+asks its quantizers to build their per-layer state, to quantize, to advance their schedules and for
+their inference terms. Two slots are common to every layer and ``None`` unless a quantizer fills
+them: ``input_threshold`` (C_in) and ``output_scale`` (C_out, applied by the layer to its output).
 
-* ``input_threshold`` (C_in) — ReActNet's RSign threshold;
-* ``output_scale`` (C_out) — ReCU's learnable α, initialised uniform(0, 1);
-* ``input_noise`` / ``weight_noise`` — FDA's training-time noise-adaptation MLPs;
-* buffers ``recu_tau``, ``fourier_terms``, ``noise_scale`` — the schedules advanced by
-  :func:`set_progress`.
-
-In eval mode every method computes
+In eval mode every registered method computes
 
     y = conv(sign-bits(x), sign(w)) · weight_scale[o] · output_scale[o] · β(x) + bias[o]
 
@@ -21,7 +18,6 @@ Zero padding pads the ±1 activations with 0, exactly as in the simulated networ
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,10 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bidrn.binary.estimators import binarize, sign
 from bidrn.binary.methods import BinarizationMethod, get_method
-from bidrn.binary.noise import NoiseAdaptation
-from bidrn.binary.schedules import RECU_TAU_MIN, fda_fourier_terms, fda_noise_scale, recu_tau
 
 __all__ = [
     "BinaryConv2d",
@@ -42,9 +35,6 @@ __all__ = [
     "InferenceTerms",
     "set_progress",
 ]
-
-_RECU_STD_EPS = 1e-5
-_ACTIVATION_STD_FLOOR = 1e-12
 
 
 @dataclass
@@ -69,7 +59,7 @@ class InferenceTerms:
 
 
 class BinaryLayer:
-    """Mixin shared by the binary layers: quantizers, method extras and schedules.
+    """Mixin shared by the binary layers: it holds the method and asks its quantizers.
 
     Subclasses are ``nn.Module`` s that define :meth:`_filters` (the weight as a (C_out, d) matrix),
     :meth:`_unfilters` (its inverse), ``_channel_dim`` (where input channels sit) and ``_real_valued_op``
@@ -79,127 +69,72 @@ class BinaryLayer:
     method: BinarizationMethod
     weight: nn.Parameter
     bias: nn.Parameter | None
+    input_threshold: nn.Parameter | None
+    output_scale: nn.Parameter | None
     _channel_dim: int
 
     def _setup_binarization(
         self, method: str | BinarizationMethod, in_channels: int, out_channels: int, filter_width: int
     ) -> None:
         self.method = get_method(method)
-        activation, weight = self.method.activation, self.method.weight
-        self.register_parameter(
-            "input_threshold",
-            nn.Parameter(torch.zeros(in_channels)) if activation.learnable_threshold else None,
-        )
-        self.register_parameter(
-            "output_scale", nn.Parameter(torch.rand(out_channels)) if weight.scale == "learnable" else None
-        )
-        self.input_noise = NoiseAdaptation(in_channels) if activation.noise_adaptation else None
-        self.weight_noise = NoiseAdaptation(filter_width) if weight.noise_adaptation else None
-        if weight.recu_standardize:
-            self.register_buffer("recu_tau", torch.tensor(RECU_TAU_MIN))
-        if "fourier" in (activation.estimator.kind, weight.estimator.kind):
-            self.register_buffer("fourier_terms", torch.tensor(fda_fourier_terms(0, 1)))
-        if activation.noise_adaptation or weight.noise_adaptation:
-            self.register_buffer("noise_scale", torch.tensor(0.1))
+        self.register_parameter("input_threshold", None)
+        self.register_parameter("output_scale", None)
+        self.method.activation.build(self, in_channels)
+        self.method.weight.build(self, out_channels, filter_width)
 
-    # -- schedules ----------------------------------------------------------------------------
-    def set_progress(self, epoch: int, total_epochs: int) -> None:
-        """Set the epoch-dependent hyper-parameters (ReCU τ, FDA terms and λ) for ``epoch``."""
-        if hasattr(self, "recu_tau"):
-            self.recu_tau.fill_(recu_tau(epoch, total_epochs))
-        if hasattr(self, "fourier_terms"):
-            self.fourier_terms.fill_(fda_fourier_terms(epoch, total_epochs))
-        if hasattr(self, "noise_scale"):
-            self.noise_scale.fill_(fda_noise_scale(epoch, total_epochs))
+    @property
+    def channel_dim(self) -> int:
+        """The dimension of the layer input (and output) that holds channels: 1, or -1 for linear."""
+        return self._channel_dim
 
-    def _terms(self) -> int:
-        return int(self.fourier_terms) if hasattr(self, "fourier_terms") else 10
-
-    def _noise_active(self) -> bool:
-        return self.training and hasattr(self, "noise_scale") and float(self.noise_scale) > 0
-
-    # -- helpers ------------------------------------------------------------------------------
-    def _per_input_channel(self, values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        shape = [1] * x.dim()
+    def channel_view(self, values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """A per-channel vector ``values`` (C,) shaped to broadcast along the channels of ``like``."""
+        shape = [1] * like.dim()
         shape[self._channel_dim] = -1
         return values.view(shape)
 
-    def _per_output_channel(self, values: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self._per_input_channel(values, y)
+    def set_progress(self, epoch: int, total_epochs: int) -> None:
+        """Advance the quantizers' schedules (e.g. ReCU τ, FDA terms and λ) to ``epoch`` (0-based)."""
+        self.method.activation.set_progress(self, epoch, total_epochs)
+        self.method.weight.set_progress(self, epoch, total_epochs)
 
-    @staticmethod
-    def _sample_dims(x: torch.Tensor) -> tuple[int, ...]:
-        return tuple(range(1, x.dim()))
-
-    # -- quantizers ---------------------------------------------------------------------------
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
-        """The binarized activation exactly as the forward pass uses it (±1, or ±β for XNOR)."""
-        spec = self.method.activation
-        if self.input_threshold is not None:
-            x = x - self._per_input_channel(self.input_threshold, x)
-        source = x
-        if spec.train_std_normalize and self.training:
-            spread = x.detach().std(dim=self._sample_dims(x), keepdim=True)
-            source = x / spread.clamp_min(_ACTIVATION_STD_FLOOR)
-        binary = binarize(source, spec.estimator, self._terms())
-        if self._noise_active() and self.input_noise is not None:
-            channels_last = x.movedim(self._channel_dim, -1)
-            noise = self.input_noise(channels_last).movedim(-1, self._channel_dim)
-            binary = binary + self.noise_scale * noise
-        if spec.per_sample_scale:
-            binary = binary * x.detach().abs().mean(dim=self._sample_dims(x), keepdim=True)
-        return binary
+        """The binarized activation exactly as the forward pass uses it (±1, or ±β for XNOR).
 
-    def _binary_filters(self, filters: torch.Tensor) -> torch.Tensor:
-        """±1 filters (C_out, d) with the method's gradient, before scaling and noise."""
-        spec = self.method.weight
-        source = filters
-        if spec.recu_standardize:
-            centred = filters - filters.mean(dim=1, keepdim=True)
-            correction = 1 if filters.shape[1] > 1 else 0
-            spread = torch.sqrt(centred.var(dim=1, keepdim=True, correction=correction) + _RECU_STD_EPS)
-            standard = centred / (spread / (2.0 * math.sqrt(2.0)))
-            bound = (-standard.abs().mean() * torch.log(2.0 - 2.0 * self.recu_tau)).detach()
-            source = torch.maximum(torch.minimum(standard, bound), -bound)
-        return binarize(source, spec.estimator, self._terms())
-
-    def _filter_scale(self, filters: torch.Tensor) -> torch.Tensor:
-        """Per-output-channel scale (C_out, 1) of the binary weight, detached."""
-        scale = self.method.weight.scale
-        magnitude = filters.detach().abs()
-        if scale == "channel_mean_abs":
-            return magnitude.mean(dim=1, keepdim=True)
-        if scale == "layer_mean_abs":
-            return magnitude.mean().expand(filters.shape[0], 1)
-        return torch.ones(filters.shape[0], 1, dtype=filters.dtype, device=filters.device)
+        When ``self.method.activation.input_only``, the result depends on ``x`` (and the training
+        flag) alone, so layers with equal activation quantizers that read the same ``x`` can share it
+        through :meth:`forward_quantized`.
+        """
+        return self.method.activation(x, self)
 
     def quantized_weight(self) -> torch.Tensor:
         """The effective weight the forward pass uses (e.g. α_o·sign(w), Eq. 4)."""
-        filters = self._filters(self.weight)
-        binary = self._binary_filters(filters)
-        if self._noise_active() and self.weight_noise is not None:
-            binary = binary + self.noise_scale * self.weight_noise(filters)
-        return self._unfilters(binary * self._filter_scale(filters))
+        return self._unfilters(self.method.weight(self._filters(self.weight), self))
 
     @torch.no_grad()
     def inference_terms(self) -> InferenceTerms:
         """The eval-mode terms of this layer, for freezing to packed bits (see :class:`InferenceTerms`)."""
-        filters = self._filters(self.weight)
+        activation = self.method.activation.inference_terms(self)
+        weight = self.method.weight.inference_terms(self._filters(self.weight), self)
         return InferenceTerms(
-            weight_sign=self._unfilters(sign(self._binary_filters(filters))),
-            weight_scale=self._filter_scale(filters).flatten().clone(),
-            input_threshold=None if self.input_threshold is None else self.input_threshold.detach().clone(),
-            input_scale="per_sample_mean_abs" if self.method.activation.per_sample_scale else None,
+            weight_sign=self._unfilters(weight.weight_sign),
+            weight_scale=weight.weight_scale,
+            input_threshold=activation.input_threshold,
+            input_scale=activation.input_scale,
             output_scale=None if self.output_scale is None else self.output_scale.detach().clone(),
         )
 
-    def _binary_forward(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
-        y = self._real_valued_op(self.quantize_input(x), self.quantized_weight(), **kwargs)
+    def forward_quantized(self, quantized_input: torch.Tensor, **kwargs) -> torch.Tensor:
+        """The layer's output for an input already passed through :meth:`quantize_input`."""
+        y = self._real_valued_op(quantized_input, self.quantized_weight(), **kwargs)
         if self.output_scale is not None:
-            y = y * self._per_output_channel(self.output_scale, y)
+            y = y * self.channel_view(self.output_scale, y)
         if self.bias is not None:
-            y = y + self._per_output_channel(self.bias, y)
+            y = y + self.channel_view(self.bias, y)
         return y
+
+    def _binary_forward(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
+        return self.forward_quantized(self.quantize_input(x), **kwargs)
 
     def extra_repr(self) -> str:
         """Describe the layer for ``print(module)``: the torch layer's description plus the method."""
@@ -339,7 +274,7 @@ class BinaryLinear(BinaryLayer, nn.Linear):
 
 
 def set_progress(model: nn.Module, epoch: int, total_epochs: int) -> int:
-    """Advance every binary layer's schedules (ReCU τ, FDA terms and λ) to ``epoch`` (0-based).
+    """Advance every binary layer's quantizer schedules (ReCU τ, FDA terms and λ) to ``epoch`` (0-based).
 
     Call once at the start of every training epoch. Returns the number of binary layers updated.
     """

@@ -1,9 +1,18 @@
-"""Binarization methods as data, and their registry.
+"""Binarization methods: named pairs of quantizers, and their registry.
 
-A method is an immutable :class:`BinarizationMethod`: how activations are quantized
-(:class:`ActivationQuantizer`), how weights are quantized (:class:`WeightQuantizer`) and which
-surrogate gradient each uses. Binary layers (:mod:`bidrn.binary.layers`) read the spec and create the
-per-layer extras it asks for (thresholds, learnable scales, noise-adaptation modules).
+A method is an immutable :class:`BinarizationMethod`: an activation quantizer and a weight quantizer
+(:mod:`bidrn.binary.quantizers`; each owns its forward value, pseudo-gradient, schedule, per-layer
+state and inference terms) plus documentation. Binary layers take a method by name. A new method is
+one file outside this package: define its quantizers, then register a factory::
+
+    from bidrn.binary import BinarizationMethod, register_method
+
+    @register_method
+    def my_method() -> BinarizationMethod:
+        '''Author et al., "Title", Venue Year: what it does and where it departs from the paper.'''
+        return BinarizationMethod("", MyActivation(...), MyWeight(...))
+
+    BinaryConv2d(64, 64, 3, method="my-method")
 
 Where a method's original paper and the BiBench re-implementation (Qin et al., ICML 2023) differ, the
 registry follows BiBench: its first author co-wrote BiDRN, so BiBench's per-conv definitions are the
@@ -16,68 +25,34 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
 
 from bidrn.binary.estimators import GradientEstimator
-
-WeightScale = Literal["none", "channel_mean_abs", "layer_mean_abs", "learnable"]
+from bidrn.binary.fda import FdaActivation, FdaWeight
+from bidrn.binary.quantizers import (
+    ActivationQuantizer,
+    ScaledSignActivation,
+    SignActivation,
+    SignWeight,
+    ThresholdSignActivation,
+    WeightQuantizer,
+)
+from bidrn.binary.recu import RecuActivation, RecuWeight
 
 __all__ = [
-    "ActivationQuantizer",
     "BinarizationMethod",
-    "WeightQuantizer",
     "get_method",
     "list_methods",
     "register_method",
+    "unregister_method",
 ]
 
 
 @dataclass(frozen=True)
-class ActivationQuantizer:
-    """How a binary layer turns its real input into ±1 (or ±β) values.
-
-    Attributes:
-        estimator: surrogate gradient of the sign step.
-        learnable_threshold: ReActNet's RSign, a = sign(x − θ_c) with one learnable θ per input channel.
-        per_sample_scale: XNOR-Net (BiBench form), a = β·sign(x) with β = mean|x| over (C, H, W) per
-            sample, detached.
-        train_std_normalize: ReCU, divide x by its per-sample standard deviation in training before the
-            sign; the forward value is unchanged, only the gradient window widens or narrows.
-        noise_adaptation: FDA, add λ·(MLP(x) + 0.1·sin x) to sign(x) during training.
-    """
-
-    estimator: GradientEstimator
-    learnable_threshold: bool = False
-    per_sample_scale: bool = False
-    train_std_normalize: bool = False
-    noise_adaptation: bool = False
-
-
-@dataclass(frozen=True)
-class WeightQuantizer:
-    """How a binary layer turns its latent real weight into the weight used in the convolution.
-
-    Attributes:
-        estimator: surrogate gradient of sign(w) (``clipped`` = the gradient of clamp(w, −1, 1)).
-        scale: ``channel_mean_abs`` α_o = mean|w_o| per output channel (BiDRN Eq. 4, detached);
-            ``layer_mean_abs`` one scalar E = mean|w| for the layer (DoReFa); ``learnable`` a learnable
-            per-output-channel α multiplying the layer output (ReCU); ``none``.
-        recu_standardize: ReCU, centre and standardise each filter and clamp it to ±Q(τ) before the sign.
-        noise_adaptation: FDA, add λ·(MLP(w_o) + 0.1·sin w) to sign(w) during training.
-    """
-
-    estimator: GradientEstimator
-    scale: WeightScale = "channel_mean_abs"
-    recu_standardize: bool = False
-    noise_adaptation: bool = False
-
-
-@dataclass(frozen=True)
 class BinarizationMethod:
-    """One binarization method: activation quantizer, weight quantizer and documentation.
+    """One binarization method: an activation quantizer, a weight quantizer and documentation.
 
     Attributes:
-        name: registry name.
+        name: registry name (:func:`get_method` fills it in).
         activation: activation quantizer.
         weight: weight quantizer.
         description: the method's source paper and its departures from it (the factory's docstring).
@@ -91,32 +66,31 @@ class BinarizationMethod:
     description: str = field(default="", compare=False)
     block_extras: tuple[str, ...] = ()
 
-    @property
-    def uses_schedule(self) -> bool:
-        """Whether :func:`bidrn.binary.set_progress` changes this method's behaviour."""
-        return (
-            self.weight.recu_standardize
-            or self.activation.noise_adaptation
-            or self.weight.noise_adaptation
-            or "fourier" in (self.activation.estimator.kind, self.weight.estimator.kind)
-        )
-
 
 _REGISTRY: dict[str, Callable[[], BinarizationMethod]] = {}
 
 _IDENTITY = GradientEstimator("identity")
 _CLIPPED = GradientEstimator("clipped")
 _APPROX_SIGN = GradientEstimator("approx_sign")
-_FOURIER = GradientEstimator("fourier", omega=0.1)
 
 
 def register_method(factory: Callable[[], BinarizationMethod]) -> Callable[[], BinarizationMethod]:
-    """Register a method factory under its function name (underscores become hyphens)."""
+    """Register a method factory under its function name (underscores become hyphens).
+
+    The factory returns a :class:`BinarizationMethod` (its ``name`` may be empty) and its docstring
+    becomes the method's description. Use as a decorator; returns ``factory`` unchanged.
+    """
     name = factory.__name__.replace("_", "-")
     if name in _REGISTRY:
         raise ValueError(f"binarization method {name!r} is already registered")
     _REGISTRY[name] = factory
     return factory
+
+
+def unregister_method(name: str) -> None:
+    """Remove a registered method (for tests and interactive sessions that registered their own)."""
+    if _REGISTRY.pop(name, None) is None:
+        raise ValueError(f"binarization method {name!r} is not registered")
 
 
 def list_methods() -> list[str]:
@@ -156,7 +130,7 @@ def bnn() -> BinarizationMethod:
     gradient goes through clamp(w, −1, 1) instead of an identity STE plus clipping the latent weights
     after every optimizer step.
     """
-    return _spec(ActivationQuantizer(_CLIPPED), WeightQuantizer(_CLIPPED, scale="none"))
+    return _spec(SignActivation(_CLIPPED), SignWeight(_CLIPPED, scale="none"))
 
 
 @register_method
@@ -168,8 +142,8 @@ def xnor() -> BinarizationMethod:
     spatial scaling map K, and the weight gradient is the plain clamp STE.
     """
     return _spec(
-        ActivationQuantizer(_CLIPPED, per_sample_scale=True),
-        WeightQuantizer(_CLIPPED, scale="channel_mean_abs"),
+        ScaledSignActivation(_CLIPPED),
+        SignWeight(_CLIPPED, scale="channel_mean_abs"),
     )
 
 
@@ -181,7 +155,7 @@ def dorefa() -> BinarizationMethod:
     α_o = mean|w_o| and the clamp gradient. Departures from the paper: the paper's 1-bit activations
     are {0, 1} and its weight scale is one scalar per layer (see ``dorefa-layerscale``).
     """
-    return _spec(ActivationQuantizer(_CLIPPED), WeightQuantizer(_CLIPPED, scale="channel_mean_abs"))
+    return _spec(SignActivation(_CLIPPED), SignWeight(_CLIPPED, scale="channel_mean_abs"))
 
 
 @register_method
@@ -191,7 +165,7 @@ def dorefa_layerscale() -> BinarizationMethod:
     w_b = E·sign(w) with one scalar E = mean|w| per layer and an identity STE; a = sign(x) with the
     clipped STE (±1 activations, so the layer stays XNOR-popcount friendly).
     """
-    return _spec(ActivationQuantizer(_CLIPPED), WeightQuantizer(_IDENTITY, scale="layer_mean_abs"))
+    return _spec(SignActivation(_CLIPPED), SignWeight(_IDENTITY, scale="layer_mean_abs"))
 
 
 @register_method
@@ -202,7 +176,7 @@ def bireal() -> BinarizationMethod:
     α_o = mean|w_o| detached, clamp gradient (the official code's form of the paper's
     magnitude-aware gradient). The real-valued block shortcut is the network's business.
     """
-    return _spec(ActivationQuantizer(_APPROX_SIGN), WeightQuantizer(_CLIPPED, scale="channel_mean_abs"))
+    return _spec(SignActivation(_APPROX_SIGN), SignWeight(_CLIPPED, scale="channel_mean_abs"))
 
 
 @register_method
@@ -214,8 +188,8 @@ def reactnet() -> BinarizationMethod:
     RPReLU is block-level (listed in ``block_extras``) and is not part of the baseline convs.
     """
     return _spec(
-        ActivationQuantizer(_APPROX_SIGN, learnable_threshold=True),
-        WeightQuantizer(_CLIPPED, scale="channel_mean_abs"),
+        ThresholdSignActivation(_APPROX_SIGN),
+        SignWeight(_CLIPPED, scale="channel_mean_abs"),
         "rprelu",
     )
 
@@ -229,10 +203,7 @@ def recu() -> BinarizationMethod:
     multiplied by a learnable per-output-channel α (no mean|w| scale). Activations: a = sign(x), with x
     divided by its per-sample std in training, ApproxSign gradient.
     """
-    return _spec(
-        ActivationQuantizer(_APPROX_SIGN, train_std_normalize=True),
-        WeightQuantizer(_IDENTITY, scale="learnable", recu_standardize=True),
-    )
+    return _spec(RecuActivation(_APPROX_SIGN), RecuWeight(_IDENTITY))
 
 
 @register_method
@@ -244,10 +215,7 @@ def fda() -> BinarizationMethod:
     λ·(MLP + 0.1·sin) with λ decaying 0.1 → 0 (exactly 0 in the last epoch). Follows BiBench's
     PyTorch port (the official code is MindSpore evaluation code only).
     """
-    return _spec(
-        ActivationQuantizer(_FOURIER, noise_adaptation=True),
-        WeightQuantizer(_FOURIER, scale="channel_mean_abs", noise_adaptation=True),
-    )
+    return _spec(FdaActivation(), FdaWeight())
 
 
 @register_method
@@ -259,8 +227,8 @@ def bidrn() -> BinarizationMethod:
     (Eq. 6) and the local and block residuals belong to the BiDRB block in :mod:`bidrn.nets`.
     """
     return _spec(
-        ActivationQuantizer(_APPROX_SIGN),
-        WeightQuantizer(_CLIPPED, scale="channel_mean_abs"),
+        SignActivation(_APPROX_SIGN),
+        SignWeight(_CLIPPED, scale="channel_mean_abs"),
         "hardtanh",
         "batchnorm",
         "rprelu",

@@ -12,6 +12,11 @@ anything from it:
   arrays here from their index arrays, without scipy). Any other global — a function, a class from
   any other module — stops the load with an error before it is called.
 
+Sizes are checked before anything is allocated: an array header that claims more bytes than its
+archive member holds, or more than :data:`MAX_ARRAY_BYTES`, and a sparse matrix whose shape,
+index pointers and indices disagree (or whose dense form would exceed that limit) are refused.
+Only regular files are read (a FIFO would block forever).
+
 Every problem is raised as :class:`bidrn.errors.InputFileError` with one line naming the file and the
 key. Missing *optional* keys get these defaults:
 
@@ -28,20 +33,25 @@ key. Missing *optional* keys get these defaults:
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
 from bidrn.body.joint_sets import NUM_SMPLX_SKELETON_JOINTS, SMPLX_PARENTS
-from bidrn.errors import InputFileError
+from bidrn.errors import InputFileError, one_line, require_regular_file
 
 NUM_HAND_POSE = 45
 NUM_CONTOUR_ANGLES = 79
 NUM_CONTOUR_POINTS = 17
+MIN_SHAPE_COLUMNS = 20
+"""Fewest shape-space columns a file may have: 10 shape + 10 expression directions (v1.0 layout)."""
+MAX_ARRAY_BYTES = 2**30
+"""Largest array a model file may hold (1 GiB; the official SMPL-X v1.1 ``posedirs`` is 122 MB)."""
 
 REQUIRED_KEYS = (
     "v_template",
@@ -190,19 +200,54 @@ class RestrictedUnpickler(pickle.Unpickler):
         )
 
 
+def _sparse_shape(state: dict[str, Any], path: str, key: str) -> tuple[int, int]:
+    """The ``(rows, cols)`` of a pickled sparse matrix, checked against :data:`MAX_ARRAY_BYTES`."""
+    shape = state.get("_shape", state.get("shape"))
+    if (
+        not isinstance(shape, tuple | list)
+        or len(shape) != 2
+        or not all(isinstance(n, int | np.integer) and not isinstance(n, bool) and n >= 0 for n in shape)
+    ):
+        raise InputFileError(path, f"key '{key}': sparse matrix shape must be two non-negative integers")
+    rows, cols = int(shape[0]), int(shape[1])
+    if rows * cols * 8 > MAX_ARRAY_BYTES:
+        raise InputFileError(
+            path,
+            f"key '{key}': a {rows}x{cols} sparse matrix is too large to expand (limit {MAX_ARRAY_BYTES} B)",
+        )
+    return rows, cols
+
+
 def _sparse_to_dense(state: Any, path: str, key: str) -> np.ndarray:
-    """Rebuild a CSC/CSR matrix from its pickled state, without scipy."""
+    """Rebuild a CSC/CSR matrix from its pickled state, without scipy, after checking its tables."""
     if not isinstance(state, dict):
         raise InputFileError(path, f"key '{key}': unreadable sparse matrix")
-    shape = state.get("_shape") or state.get("shape")
-    data, indices, indptr = (np.asarray(state.get(k)) for k in ("data", "indices", "indptr"))
-    fmt = state.get("format") or ("csc" if len(indptr) == shape[1] + 1 else "csr")
-    if fmt not in ("csc", "csr") or shape is None or data.dtype == object:
-        raise InputFileError(path, f"key '{key}': unsupported sparse matrix format {fmt!r}")
-    dense = np.zeros(shape, dtype=np.float64)
-    major = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
-    rows, cols = (indices, major) if fmt == "csc" else (major, indices)
-    np.add.at(dense, (rows, cols), data)
+    rows, cols = _sparse_shape(state, path, key)
+    arrays = [state.get(k) for k in ("data", "indices", "indptr")]
+    if not all(isinstance(a, np.ndarray) and a.ndim == 1 for a in arrays):
+        raise InputFileError(path, f"key '{key}': sparse matrix needs 1-D arrays data, indices and indptr")
+    data, indices, indptr = arrays
+    fmt = state.get("format") or ("csc" if len(indptr) == cols + 1 else "csr")
+    if fmt not in ("csc", "csr") or data.dtype.kind not in "fiu" or indices.dtype.kind not in "iu":
+        raise InputFileError(
+            path, f"key '{key}': unsupported sparse matrix (format {fmt!r}, data {data.dtype})"
+        )
+    major, minor = (cols, rows) if fmt == "csc" else (rows, cols)
+    if (
+        indptr.dtype.kind not in "iu"
+        or len(indptr) != major + 1
+        or len(indices) != len(data)
+        or (len(indptr) and (indptr[0] != 0 or indptr[-1] != len(data)))
+        or np.any(np.diff(indptr.astype(np.int64)) < 0)
+        or (len(indices) and (indices.min() < 0 or indices.max() >= minor))
+    ):
+        raise InputFileError(
+            path, f"key '{key}': inconsistent sparse matrix (shape, indptr and indices disagree)"
+        )
+    dense = np.zeros((rows, cols), dtype=np.float64)
+    outer = np.repeat(np.arange(major), np.diff(indptr.astype(np.int64)))
+    row_index, col_index = (indices, outer) if fmt == "csc" else (outer, indices)
+    np.add.at(dense, (row_index, col_index), data)
     return dense
 
 
@@ -219,49 +264,97 @@ def _plain_value(value: Any, path: str, key: str) -> Any:
 
 
 def _read_pickle(path: Path) -> dict[str, Any]:
+    require_regular_file(path, "pickle file")
     try:
         raw = path.read_bytes()
         payload = RestrictedUnpickler(io.BytesIO(raw), encoding="latin1").load()
     except pickle.UnpicklingError as exc:
-        raise InputFileError(path, f"refusing to unpickle: {_one_line(exc)}") from None
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
-        raise InputFileError(path, f"truncated or corrupt pickle ({_one_line(exc)})") from None
+        raise InputFileError(path, f"refusing to unpickle: {one_line(exc)}") from None
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError) as exc:
+        raise InputFileError(path, f"truncated or corrupt pickle ({one_line(exc)})") from None
+    except RecursionError:
+        raise InputFileError(path, "corrupt pickle (nested too deeply)") from None
     if not isinstance(payload, dict):
         raise InputFileError(path, f"pickle holds a {type(payload).__name__}, expected a dict of arrays")
     return {str(k): _plain_value(v, str(path), str(k)) for k, v in payload.items()}
 
 
-def _read_npz(path: Path) -> dict[str, Any]:
+def read_npy(handle: IO[bytes], available: int, path: str | Path, key: str) -> np.ndarray:
+    """One ``.npy`` array from ``handle``, its header checked before any allocation.
+
+    Args:
+        handle: positioned at the start of the ``.npy`` data.
+        available: how many bytes the member or file holds (the header's claim must fit).
+        path: the file, for messages.
+        key: the array's name, for messages.
+
+    Raises:
+        InputFileError: a pickled object array, a header claiming more than ``available`` bytes
+            or more than :data:`MAX_ARRAY_BYTES`, or data that is truncated or corrupt.
+    """
+    fmt = np.lib.format
     try:
-        archive = np.load(path, allow_pickle=False)
+        version = fmt.read_magic(handle)
+        reader = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, fortran_order, dtype = reader(handle)
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise InputFileError(path, f"key '{key}' is truncated or corrupt ({one_line(exc)})") from None
+    except (ValueError, SyntaxError) as exc:
+        raise InputFileError(path, f"key '{key}' has an unreadable array header ({one_line(exc)})") from None
+    if dtype.hasobject:
+        raise InputFileError(path, f"key '{key}' is a pickled object array; refusing to unpickle it")
+    count = 1
+    for size in shape:
+        count *= int(size)
+    claimed = count * dtype.itemsize
+    if claimed > MAX_ARRAY_BYTES:
+        raise InputFileError(
+            path,
+            f"key '{key}' claims a {claimed}-byte array {tuple(shape)}, above the limit of {MAX_ARRAY_BYTES}",
+        )
+    if claimed > available:
+        raise InputFileError(
+            path,
+            f"key '{key}' claims shape {tuple(shape)} ({claimed} bytes) but holds at most {available} bytes",
+        )
+    data = bytearray(claimed)
+    view, filled = memoryview(data), 0
+    try:
+        while filled < claimed and (got := handle.readinto(view[filled:])):
+            filled += got
+        handle.read(1)  # reach the member's end, where zipfile checks its CRC
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as exc:
+        raise InputFileError(path, f"key '{key}' is truncated or corrupt ({one_line(exc)})") from None
+    if filled != claimed:
+        raise InputFileError(path, f"key '{key}' is truncated ({filled} of {claimed} bytes)")
+    array = np.frombuffer(data, dtype=dtype)
+    if fortran_order:
+        return array.reshape(shape[::-1]).transpose()
+    return array.reshape(shape)
+
+
+def read_npz(path: str | Path, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """Arrays of an ``.npz`` archive (only ``keys`` when given), never unpickled, sizes checked first.
+
+    Every member goes through :func:`read_npy`; a truncated archive or a member that fails its CRC
+    is an :class:`~bidrn.errors.InputFileError` naming the file and the key.
+    """
+    path = require_regular_file(path, ".npz file")
+    try:
+        archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-        raise InputFileError(path, f"not a readable .npz archive ({_one_line(exc)})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise InputFileError(path, "holds a single array, expected an .npz archive of named arrays")
-    values: dict[str, Any] = {}
+        raise InputFileError(path, f"not a readable .npz archive ({one_line(exc)})") from None
+    values: dict[str, np.ndarray] = {}
     with archive:
-        for key in (*REQUIRED_KEYS, *OPTIONAL_KEYS):
-            if key not in archive.files:
-                continue
+        members = {info.filename[: -len(".npy")]: info for info in archive.infolist()
+                   if info.filename.endswith(".npy")}  # fmt: skip
+        for key in members if keys is None else (k for k in keys if k in members):
             try:
-                values[key] = archive[key]
-            except ValueError as exc:
-                if "allow_pickle" in str(exc):
-                    raise InputFileError(
-                        path, f"key '{key}' is a pickled object array; refusing to unpickle it"
-                    ) from None
-                raise InputFileError(
-                    path, f"key '{key}' is truncated or corrupt ({_one_line(exc)})"
-                ) from None
-            except (zipfile.BadZipFile, EOFError, OSError, KeyError, RuntimeError) as exc:
-                raise InputFileError(
-                    path, f"key '{key}' is truncated or corrupt ({_one_line(exc)})"
-                ) from None
+                with archive.open(members[key]) as handle:
+                    values[key] = read_npy(handle, members[key].file_size, path, key)
+            except (zipfile.BadZipFile, EOFError, OSError, RuntimeError, NotImplementedError) as exc:
+                raise InputFileError(path, f"key '{key}' is truncated or corrupt ({one_line(exc)})") from None
     return values
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 # ----------------------------------------------------------------------------------------------
@@ -325,9 +418,19 @@ def validate_arrays(values: dict[str, Any], path: str) -> BodyModelArrays:
     V = v_template.shape[0]
     faces = _array(values, "f", path, 2, kind="i")
     _expect_shape(faces, (None, 3), "f", path)
+    if V == 0 or faces.shape[0] == 0:
+        raise InputFileError(
+            path, "the mesh is empty (keys 'v_template' and 'f' need vertices and triangles)"
+        )
     faces = _index_array(faces, V, "f", path)
     shapedirs = _array(values, "shapedirs", path, 3)
     _expect_shape(shapedirs, (V, 3, None), "shapedirs", path)
+    if shapedirs.shape[2] < MIN_SHAPE_COLUMNS:
+        raise InputFileError(
+            path,
+            f"key 'shapedirs' has {shapedirs.shape[2]} columns, expected at least {MIN_SHAPE_COLUMNS} "
+            "(10 shape and 10 expression directions)",
+        )
     posedirs = _array(values, "posedirs", path, 3)
     _expect_shape(posedirs, (V, 3, 9 * (J - 1)), "posedirs", path)
     J_regressor = _array(values, "J_regressor", path, 2)
@@ -432,9 +535,10 @@ def _side_file_part_ids(model_path: Path) -> dict[str, np.ndarray]:
     flame = model_path.with_name(FLAME_IDS_FILENAME)
     if flame.is_file():
         try:
-            found["face_vertex_ids"] = np.load(flame, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:
-            raise InputFileError(flame, f"not a readable .npy array ({_one_line(exc)})") from None
+            with open(require_regular_file(flame, ".npy file"), "rb") as handle:
+                found["face_vertex_ids"] = read_npy(handle, flame.stat().st_size, flame, "face_vertex_ids")
+        except OSError as exc:
+            raise InputFileError(flame, f"not a readable .npy array ({one_line(exc)})") from None
     return found
 
 
@@ -445,10 +549,11 @@ def read_model_file(path: str | Path) -> BodyModelArrays:
     supply the hand and face vertex-id tables when present.
     """
     path = Path(path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise InputFileError(path, "no such file (pass the path of SMPLX_NEUTRAL.npz or .pkl)")
+    require_regular_file(path, "body model file")
     if path.suffix.lower() == ".npz":
-        values = _read_npz(path)
+        values: dict[str, Any] = dict(read_npz(path, (*REQUIRED_KEYS, *OPTIONAL_KEYS)))
     elif path.suffix.lower() == ".pkl":
         values = _read_pickle(path)
     else:

@@ -15,6 +15,12 @@ Two interchangeable rasterisers produce the same silhouette and flat Lambert sha
 :func:`get_rasterizer` picks one (``"auto"``, ``"gl"`` or ``"numpy"``); :func:`render_overlay`
 draws a mesh over an image and :func:`render_side_view` shows the same mesh turned by 90° about
 its vertical axis, as whole-body demos do.
+
+Cost does not grow with the image's megapixels: the overlay rasterises only the pixel box the
+mesh projects into (:func:`mesh_region`), at most :data:`MAX_RENDER_SIDE` pixels per side, and
+scales that rendering up bilinearly onto the image when the box is larger; the side view is drawn
+at most :data:`MAX_RENDER_SIDE` pixels per side. (A 20 000-pixel-wide photo would otherwise need
+a framebuffer beyond GL's limits and gigabytes of float buffers.)
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import numpy as np
+from PIL import Image
 
 LIGHT_DIRECTION = np.array([0.3, -0.4, -1.0]) / np.linalg.norm([0.3, -0.4, -1.0])
 """Direction towards the light in camera coordinates (from slightly above, behind the camera)."""
@@ -32,6 +39,9 @@ DIFFUSE = 0.65
 DEFAULT_COLOR = (0.55, 0.7, 0.95)
 _NEAR = 0.01
 _FAR = 100.0
+MAX_RENDER_SIDE = 2048
+"""Largest side, in pixels, of any rasterisation (larger overlays are scaled up from it)."""
+_BLEND_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -48,7 +58,7 @@ class Intrinsics:
 
 @dataclass
 class Rendering:
-    """A rendered mesh: shaded colour (H, W, 3) float in [0, 1], coverage mask and depth (inf = empty)."""
+    """A rendered mesh: colour (H, W, 3) in [0, 1] (0 where empty), coverage mask, depth (inf = empty)."""
 
     color: np.ndarray
     mask: np.ndarray
@@ -276,7 +286,7 @@ class GLRasterizer:
                 obj.release()
         mask = rgba[..., 3] > 0.5
         depth = np.where(mask, _NEAR + depth_ndc.astype(np.float64) * (_FAR - _NEAR), np.inf)
-        return Rendering(rgba[..., :3].astype(np.float64), mask, depth)
+        return Rendering(rgba[..., :3], mask, depth)
 
 
 _GL_BY_PROCESS: dict[int, GLRasterizer | None] = {}
@@ -327,6 +337,52 @@ def composite(image: np.ndarray, rendering: Rendering, alpha: float = 0.8) -> np
     return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
 
 
+def mesh_region(
+    vertices: np.ndarray,
+    focal: tuple[float, float],
+    princpt: tuple[float, float],
+    image_size: tuple[int, int],
+) -> tuple[int, int, int, int] | None:
+    """The pixel box ``(x0, y0, x1, y1)`` (ends exclusive) of ``image_size`` (H, W) the mesh may cover.
+
+    The box around the projections of the finite vertices in front of the camera, one pixel wider on
+    each side, clipped to the image; ``None`` when the mesh lies entirely outside the image (or
+    behind the camera).
+    """
+    vertices = _to_numpy(vertices).astype(np.float64)
+    front = vertices[np.isfinite(vertices).all(axis=1) & (vertices[:, 2] > _NEAR)]
+    if not len(front):
+        return None
+    height, width = image_size
+    uv = project(front, Intrinsics(focal[0], focal[1], princpt[0], princpt[1], width, height))
+    limits = np.array([width, height], dtype=np.float64)
+    x0, y0 = np.clip(np.floor(uv.min(axis=0)) - 1, 0, limits).astype(int).tolist()
+    x1, y1 = np.clip(np.ceil(uv.max(axis=0)) + 2, 0, limits).astype(int).tolist()
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
+def _rgb8(image: np.ndarray) -> np.ndarray:
+    """A writable (H, W, 3) uint8 copy of an RGB(A) or grey image in uint8 or float [0, 1]."""
+    base = np.asarray(image)
+    if base.dtype != np.uint8:
+        base = np.clip(np.round(base.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+    if base.ndim == 2:
+        base = np.repeat(base[..., None], 3, axis=2)
+    return np.array(base[..., :3], dtype=np.uint8, order="C")
+
+
+def _blend(target: np.ndarray, color: np.ndarray, weight: np.ndarray, alpha: float) -> None:
+    """``target ← target · (1 − alpha · weight/255) + alpha · color`` in place, a band of rows at a time.
+
+    ``color`` (H, W, 3) uint8 is premultiplied by the coverage ``weight`` (H, W) uint8.
+    """
+    for start in range(0, target.shape[0], _BLEND_ROWS):
+        rows = slice(start, start + _BLEND_ROWS)
+        keep = 1.0 - weight[rows, :, None].astype(np.float32) * np.float32(alpha / 255.0)
+        mixed = target[rows].astype(np.float32) * keep + color[rows].astype(np.float32) * np.float32(alpha)
+        target[rows] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+
+
 def render_overlay(
     image: np.ndarray,
     vertices: np.ndarray,
@@ -337,16 +393,39 @@ def render_overlay(
     color: tuple[float, float, float] = DEFAULT_COLOR,
     alpha: float = 0.8,
     backend: Literal["auto", "gl", "numpy"] = "auto",
+    max_side: int = MAX_RENDER_SIDE,
 ) -> np.ndarray:
     """Draw a camera-frame mesh over ``image`` with intrinsics ``focal`` = (fx, fy), ``princpt`` = (cx, cy).
 
     ``vertices`` (V, 3) array or tensor in metres, e.g. Hand4Whole's ``mesh_cam`` after rescaling the
-    virtual camera to the image (architecture.md §5). Returns an (H, W, 3) uint8 image.
+    virtual camera to the image (architecture.md §5). Only the mesh's pixel box is rasterised, at
+    most ``max_side`` pixels per side, and scaled up bilinearly when the box is larger, so time and
+    memory stay bounded for any image size. Returns an (H, W, 3) uint8 image (a copy of ``image``
+    when the mesh lies outside it).
     """
-    height, width = np.asarray(image).shape[:2]
-    intrinsics = Intrinsics(focal[0], focal[1], princpt[0], princpt[1], width, height)
-    rendering = get_rasterizer(backend).render(_to_numpy(vertices), _to_numpy(faces), intrinsics, color)
-    return composite(image, rendering, alpha)
+    out = _rgb8(image)
+    vertices = _to_numpy(vertices).astype(np.float64)
+    region = mesh_region(vertices, focal, princpt, out.shape[:2])
+    if region is None:
+        return out
+    x0, y0, x1, y1 = region
+    width, height = x1 - x0, y1 - y0
+    scale = min(1.0, max_side / max(width, height))
+    render_width, render_height = max(1, round(width * scale)), max(1, round(height * scale))
+    sx, sy = render_width / width, render_height / height
+    intrinsics = Intrinsics(focal[0] * sx, focal[1] * sy, (princpt[0] - x0 + 0.5) * sx - 0.5,
+                            (princpt[1] - y0 + 0.5) * sy - 0.5, render_width, render_height)  # fmt: skip
+    rendering = get_rasterizer(backend).render(vertices, _to_numpy(faces), intrinsics, color)
+    shade = np.multiply(rendering.color, 255.0, dtype=np.float32)  # already 0 outside the mask
+    shade = np.clip(np.rint(shade, out=shade), 0, 255, out=shade).astype(np.uint8)
+    coverage = rendering.mask.astype(np.uint8) * np.uint8(255)
+    del rendering
+    if (render_width, render_height) != (width, height):
+        size, bilinear = (width, height), Image.Resampling.BILINEAR
+        shade = np.asarray(Image.fromarray(shade).resize(size, bilinear))
+        coverage = np.asarray(Image.fromarray(coverage).resize(size, bilinear))
+    _blend(out[y0:y1, x0:x1], shade, coverage, alpha)
+    return out
 
 
 def render_side_view(
@@ -359,11 +438,13 @@ def render_side_view(
     color: tuple[float, float, float] = DEFAULT_COLOR,
     background: tuple[float, float, float] = (1.0, 1.0, 1.0),
     backend: Literal["auto", "gl", "numpy"] = "auto",
+    max_side: int = MAX_RENDER_SIDE,
 ) -> np.ndarray:
     """The mesh turned by ``angle_deg`` about the vertical axis through its centre, on a plain background.
 
     ``image_size`` is (height, width); the mesh keeps its distance to the camera and is centred in
-    the view. Returns an (H, W, 3) uint8 image.
+    the view. Returns an (H, W, 3) uint8 image of that size, or scaled down (focal with it) so its
+    longer side is ``max_side`` pixels.
     """
     vertices = _to_numpy(vertices).astype(np.float64)
     center = (vertices.min(axis=0) + vertices.max(axis=0)) / 2
@@ -371,6 +452,10 @@ def render_side_view(
     rotation = np.array([[np.cos(t), 0.0, np.sin(t)], [0.0, 1.0, 0.0], [-np.sin(t), 0.0, np.cos(t)]])
     turned = (vertices - center) @ rotation.T + np.array([0.0, 0.0, center[2]])
     height, width = image_size
+    scale = min(1.0, max_side / max(height, width))
+    if scale < 1.0:
+        height, width = max(1, round(height * scale)), max(1, round(width * scale))
+        focal = (focal[0] * scale, focal[1] * scale)
     canvas = np.broadcast_to(np.asarray(background, dtype=np.float64), (height, width, 3))
     intrinsics = Intrinsics(focal[0], focal[1], width / 2, height / 2, width, height)
     rendering = get_rasterizer(backend).render(turned, _to_numpy(faces), intrinsics, color)

@@ -54,8 +54,8 @@ MAX_CONTOUR_YAW = 39
 class SMPLXOutput:
     """Result of one SMPL-X forward pass (all tensors batched, in metres, ``transl`` included)."""
 
-    vertices: torch.Tensor
-    """(B, V, 3) posed mesh vertices."""
+    vertices: torch.Tensor | None
+    """(B, V, 3) posed mesh vertices (``None`` when called with ``with_vertices=False``)."""
     joints: torch.Tensor
     """(B, 144, 3) joints in the official SMPL-X order (see :mod:`bidrn.body.joint_sets`)."""
     supervision_joints: torch.Tensor
@@ -150,12 +150,31 @@ class SMPLXLayer(nn.Module):
         buffer("J_regressor", arrays.J_regressor)
         buffer("lbs_weights", arrays.weights)
         buffer("faces_tensor", arrays.faces, integer=True)
-        buffer("extra_vertex_ids", np.asarray(SMPLX_EXTRA_VERTEX_IDS), integer=True)
-        buffer("lmk_vertex_ids", arrays.faces[arrays.lmk_faces_idx], integer=True)
+        extra_ids = np.asarray(SMPLX_EXTRA_VERTEX_IDS)
+        lmk_ids = arrays.faces[arrays.lmk_faces_idx]
+        buffer("extra_vertex_ids", extra_ids, integer=True)
+        buffer("lmk_vertex_ids", lmk_ids, integer=True)
         buffer("lmk_bary_coords", arrays.lmk_bary_coords)
+        picked = [extra_ids.ravel(), lmk_ids.ravel()]
         if self.has_face_contour:
-            buffer("dynamic_lmk_vertex_ids", arrays.faces[arrays.dynamic_lmk_faces_idx], integer=True)
+            dynamic_ids = arrays.faces[arrays.dynamic_lmk_faces_idx]
+            buffer("dynamic_lmk_vertex_ids", dynamic_ids, integer=True)
             buffer("dynamic_lmk_bary_coords", arrays.dynamic_lmk_bary_coords)
+            picked.append(dynamic_ids.ravel())
+        # Joints without the mesh (training): only the vertices the joints read are skinned, and the
+        # rest joints come from the regressor folded into the blend shapes (J = J̄ + 𝒥S β + 𝒥E ψ).
+        landmark_vertices, positions = np.unique(np.concatenate(picked), return_inverse=True)
+        buffer("landmark_vertex_ids", landmark_vertices, integer=True)
+        sizes = np.cumsum([0, *(ids.size for ids in picked)])
+        # The index tables again, pointing into the skinned subset instead of the whole mesh.
+        buffer("extra_landmark_ids", positions[sizes[0] : sizes[1]], integer=True)
+        buffer("lmk_landmark_ids", positions[sizes[1] : sizes[2]].reshape(lmk_ids.shape), integer=True)
+        if self.has_face_contour:
+            buffer("dynamic_lmk_landmark_ids", positions[sizes[2] :].reshape(dynamic_ids.shape), integer=True)
+        regressor = np.asarray(arrays.J_regressor, dtype=np.float64)
+        buffer("J_template", regressor @ np.asarray(arrays.v_template, dtype=np.float64))
+        buffer("J_shapedirs", np.einsum("jv,vcs->jcs", regressor, shapedirs.astype(np.float64)))
+        buffer("J_exprdirs", np.einsum("jv,vcs->jcs", regressor, exprdirs.astype(np.float64)))
         for side, comps, mean in (
             ("left", arrays.hands_components_left, arrays.hands_mean_left),
             ("right", arrays.hands_components_right, arrays.hands_mean_right),
@@ -207,12 +226,15 @@ class SMPLXLayer(nn.Module):
         reye_pose: torch.Tensor | None = None,
         expression: torch.Tensor | None = None,
         transl: torch.Tensor | None = None,
+        with_vertices: bool = True,
     ) -> SMPLXOutput:
         """Pose and shape the body; omitted inputs are zero, the batch size comes from any given input.
 
         Shapes per sample: ``betas`` (num_betas), ``expression`` (num_expression_coeffs),
         ``global_orient``/``jaw_pose``/``leye_pose``/``reye_pose``/``transl`` (3), ``body_pose``
         (63 or 21×3), hand poses (45 axis-angle values, or num_pca_comps with ``use_pca``).
+        ``with_vertices=False`` skips the mesh (``vertices`` is ``None``) and skins only the few
+        hundred vertices the joints read: the same joints, much cheaper (training needs only them).
         """
         batch, x = self._inputs(
             betas=betas,
@@ -241,41 +263,74 @@ class SMPLXLayer(nn.Module):
             dim=1,
         ).reshape(batch, NUM_SMPLX_SKELETON_JOINTS, 3)
 
-        v_shaped = (
-            self.v_template
-            + torch.einsum("vcs,bs->bvc", self.shapedirs, x["betas"])
-            + torch.einsum("vcs,bs->bvc", self.exprdirs, x["expression"])
-        )
-        rest_joints = torch.einsum("jv,bvc->bjc", self.J_regressor, v_shaped)
-
         rotations = axis_angle_to_matrix(full_pose)  # (B, 55, 3, 3)
-        v_posed = v_shaped
-        if self.has_pose_correctives:
-            eye = torch.eye(3, dtype=rotations.dtype, device=rotations.device)
-            pose_feature = (rotations[:, 1:] - eye).reshape(batch, -1)
-            v_posed = v_shaped + (pose_feature @ self.posedirs).reshape(batch, -1, 3)
-
-        posed_joints, skinning = self._kinematic_chain(rotations, rest_joints)
-        per_vertex = torch.einsum("vj,bjrc->bvrc", self.lbs_weights, skinning)
-        vertices = torch.einsum("bvrc,bvc->bvr", per_vertex[..., :3], v_posed) + per_vertex[..., 3]
+        if with_vertices:
+            v_shaped = self._shaped(slice(None), x["betas"], x["expression"])
+            rest_joints = torch.einsum("jv,bvc->bjc", self.J_regressor, v_shaped)
+            posed_joints, skinning = self._kinematic_chain(rotations, rest_joints)
+            vertices = self._skin(slice(None), v_shaped, rotations, skinning)
+            extra_ids, lmk_ids, dynamic_ids = "extra_vertex_ids", "lmk_vertex_ids", "dynamic_lmk_vertex_ids"
+        else:
+            rest_joints = (
+                self.J_template
+                + torch.einsum("jcs,bs->bjc", self.J_shapedirs, x["betas"])
+                + torch.einsum("jcs,bs->bjc", self.J_exprdirs, x["expression"])
+            )
+            posed_joints, skinning = self._kinematic_chain(rotations, rest_joints)
+            picked = self.landmark_vertex_ids
+            shaped = self._shaped(picked, x["betas"], x["expression"])
+            vertices = self._skin(picked, shaped, rotations, skinning)
+            extra_ids, lmk_ids, dynamic_ids = (
+                "extra_landmark_ids",
+                "lmk_landmark_ids",
+                "dynamic_lmk_landmark_ids",
+            )
 
         joints = torch.cat(
             (
                 posed_joints,
-                vertices[:, self.extra_vertex_ids],
-                self._landmarks(vertices, self.lmk_vertex_ids, self.lmk_bary_coords),
-                self._contour(vertices, full_pose, posed_joints),
+                vertices[:, getattr(self, extra_ids)],
+                self._landmarks(vertices, getattr(self, lmk_ids), self.lmk_bary_coords),
+                self._contour(vertices, full_pose, posed_joints, getattr(self, dynamic_ids, None)),
             ),
             dim=1,
         )
         offset = x["transl"][:, None, :]
         joints = joints + offset
         return SMPLXOutput(
-            vertices=vertices + offset,
+            vertices=vertices + offset if with_vertices else None,
             joints=joints,
             supervision_joints=joints[:, list(JOINT_TO_SMPLX)],
             full_pose=full_pose,
         )
+
+    def _shaped(
+        self, vertex_ids: slice | torch.Tensor, betas: torch.Tensor, expression: torch.Tensor
+    ) -> torch.Tensor:
+        """Shaped template ``T̄ + S β + E ψ`` of the chosen vertices, (B, V', 3)."""
+        return (
+            self.v_template[vertex_ids]
+            + torch.einsum("vcs,bs->bvc", self.shapedirs[vertex_ids], betas)
+            + torch.einsum("vcs,bs->bvc", self.exprdirs[vertex_ids], expression)
+        )
+
+    def _skin(
+        self,
+        vertex_ids: slice | torch.Tensor,
+        v_shaped: torch.Tensor,
+        rotations: torch.Tensor,
+        skinning: torch.Tensor,
+    ) -> torch.Tensor:
+        """Pose correctives and linear blend skinning of the chosen vertices, (B, V', 3)."""
+        batch = v_shaped.shape[0]
+        v_posed = v_shaped
+        if self.has_pose_correctives:
+            eye = torch.eye(3, dtype=rotations.dtype, device=rotations.device)
+            pose_feature = (rotations[:, 1:] - eye).reshape(batch, -1)
+            posedirs = self.posedirs.view(self.posedirs.shape[0], -1, 3)[:, vertex_ids]
+            v_posed = v_shaped + torch.einsum("bp,pvc->bvc", pose_feature, posedirs)
+        per_vertex = torch.einsum("vj,bjrc->bvrc", self.lbs_weights[vertex_ids], skinning)
+        return torch.einsum("bvrc,bvc->bvr", per_vertex[..., :3], v_posed) + per_vertex[..., 3]
 
     def _kinematic_chain(
         self, rotations: torch.Tensor, rest_joints: torch.Tensor
@@ -307,9 +362,16 @@ class SMPLXLayer(nn.Module):
         return torch.einsum("blkc,blk->blc", corners, bary)
 
     def _contour(
-        self, vertices: torch.Tensor, full_pose: torch.Tensor, posed_joints: torch.Tensor
+        self,
+        vertices: torch.Tensor,
+        full_pose: torch.Tensor,
+        posed_joints: torch.Tensor,
+        vertex_ids: torch.Tensor | None,
     ) -> torch.Tensor:
-        """The 17 face-contour landmarks, embedded by the head's yaw (rounded degrees)."""
+        """The 17 face-contour landmarks, embedded by the head's yaw (rounded degrees).
+
+        ``vertex_ids`` is the (79, 17, 3) embedding table as indices into ``vertices``.
+        """
         num_contour = SMPLX_CONTOUR_SLICE.stop - SMPLX_CONTOUR_SLICE.start
         if not self.has_face_contour:
             return posed_joints[:, SMPLX_JAW_INDEX : SMPLX_JAW_INDEX + 1].expand(-1, num_contour, -1)
@@ -326,4 +388,4 @@ class SMPLXLayer(nn.Module):
             yaw,
             torch.where(yaw < -MAX_CONTOUR_YAW, 2 * MAX_CONTOUR_YAW, MAX_CONTOUR_YAW - yaw),
         )
-        return self._landmarks(vertices, self.dynamic_lmk_vertex_ids[row], self.dynamic_lmk_bary_coords[row])
+        return self._landmarks(vertices, vertex_ids[row], self.dynamic_lmk_bary_coords[row])

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import sys
 
 import torch
 
@@ -28,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("models", nargs="*", metavar="MODEL",
                         help="registered model names (default: every variant the paper reports)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
-    parser.add_argument("--width", type=float, default=1.0, help="channel multiplier (default 1.0 = paper)")
+    parser.add_argument("--width", type=float, default=1.0, help="channel multiplier (1.0 = paper)")
 
 
 def measure(name: str, width: float = 1.0) -> dict[str, float | str]:
@@ -43,33 +45,46 @@ def _relative(measured: float, paper: float) -> str:
     return f"{(measured / paper - 1) * 100:+.1f}%"
 
 
-def _table(rows: list[dict[str, float | str]]) -> str:
+def _header() -> str:
     header = (
         f"{'model':<20} {'Params (M)':>10} {'paper':>7} {'diff':>7}   "
         f"{'OPs (G)':>8} {'paper':>7} {'diff':>7}  source"
     )
-    lines = [header, "-" * len(header)]
-    for row in rows:
-        name = str(row["model"])
-        params, ops = float(row["params_m"]), float(row["ops_g"])
-        paper = get_entry(name).paper
-        if paper is None:
-            lines.append(f"{name:<20} {params:>10.2f} {'':>7} {'':>7}   {ops:>8.2f}")
-            continue
-        lines.append(
-            f"{name:<20} {params:>10.2f} {paper.params_m:>7.2f} {_relative(params, paper.params_m):>7}   "
-            f"{ops:>8.2f} {paper.ops_g:>7.2f} {_relative(ops, paper.ops_g):>7}  {paper.table}"
-        )
-    return "\n".join(lines)
+    return f"{header}\n{'-' * len(header)}"
+
+
+def _row(row: dict[str, float | str]) -> str:
+    name = str(row["model"])
+    params, ops = float(row["params_m"]), float(row["ops_g"])
+    paper = get_entry(name).paper
+    if paper is None:
+        return f"{name:<20} {params:>10.2f} {'':>7} {'':>7}   {ops:>8.2f}"
+    return (
+        f"{name:<20} {params:>10.2f} {paper.params_m:>7.2f} {_relative(params, paper.params_m):>7}   "
+        f"{ops:>8.2f} {paper.ops_g:>7.2f} {_relative(ops, paper.ops_g):>7}  {paper.table}"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Count and print."""
+    """Count and print: the table row by row as each model is counted, or (``--json``) the list at the end.
+
+    Counting every paper variant at full width takes minutes on a small CPU, so the table is
+    printed as it grows and ``--json`` reports each finished model on stderr.
+    """
     names = args.models or [name for name in list_models() if get_entry(name).paper is not None]
     for name in names:
         get_entry(name)  # unknown names fail before any counting
-    if args.width <= 0:
+    if not (math.isfinite(args.width) and args.width > 0):
         raise BidrnError(f"--width must be positive, got {args.width}")
-    rows = [measure(name, args.width) for name in names]
-    print(json.dumps(rows, indent=2) if args.json else _table(rows))
+    if not args.json:
+        print(_header(), flush=True)
+    rows = []
+    for number, name in enumerate(names, start=1):
+        rows.append(measure(name, args.width))
+        if args.json:
+            print(f"bidrn complexity: counted {name} ({number}/{len(names)})", file=sys.stderr, flush=True)
+        else:
+            print(_row(rows[-1]), flush=True)
+    if args.json:
+        print(json.dumps(rows, indent=2))
     return 0

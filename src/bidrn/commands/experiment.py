@@ -2,13 +2,15 @@
 
 Examples::
 
-    bidrn experiment table1 --protocol synth-tiny          # 9 rows on a CPU, results/table1-synth-tiny.*
+    bidrn experiment table1 --protocol synth-cpu           # 9 rows on a CPU, results/table1-synth-cpu.*
+    bidrn experiment table2c --protocol synth-cpu          # reuses table1's teachers and BiDRN runs
+    bidrn experiment distillation --protocol synth-cpu     # BiDRN and BNN with and without distillation
     bidrn experiment table1 --protocol synth               # paper size, on a GPU
     torchrun --nproc_per_node=8 -m bidrn.cli experiment table1 --protocol synth
-    bidrn experiment figure7 --protocol synth-tiny         # needs the trained table1 models
+    bidrn experiment figure7 --protocol synth-cpu          # needs the trained table1 models
 
 The synthetic data of a protocol are rendered once into ``--data-dir``; every trained model lives
-under ``--work`` and a rerun of the same command skips finished rows and resumes an interrupted one.
+under ``--work`` and a rerun of the same command skips finished runs and resumes an interrupted one.
 """
 
 from __future__ import annotations
@@ -17,7 +19,17 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-EXPERIMENTS = ("table1", "table2a", "table2b", "table2c", "table2d", "table3", "table4", "figure7")
+EXPERIMENTS = (
+    "table1",
+    "table2a",
+    "table2b",
+    "table2c",
+    "table2d",
+    "table3",
+    "table4",
+    "distillation",
+    "figure7",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--work", default=Path("runs/experiments"), type=Path, help="trained models")
     parser.add_argument("--data-dir", default=Path("runs/data"), type=Path, help="rendered synthetic data")
     parser.add_argument("--rows", default=None, help="comma-separated registry names: run only these rows")
-    parser.add_argument("--epochs", type=int, default=None, help="override the protocol's epochs")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: the protocol's)")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="override the rows' epochs (not the teacher's)"
+    )
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: protocol's)")
     parser.add_argument("--body-model", default=None, metavar="PATH", help="default: the embedded stand-in")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: the protocol's")
@@ -41,16 +56,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from bidrn.body import load_body_model
-    from bidrn.data.augment import NO_AUGMENTATION, AugmentationConfig
-    from bidrn.data.dataset import DataOptions
-    from bidrn.data.synthetic.dataset import SyntheticDataset
     from bidrn.engine.distributed import init_distributed, shutdown_distributed
-    from bidrn.engine.experiments import (
-        default_model_factory,
-        prepare_synthetic_data,
-        render_figure7,
-        run_table,
-    )
+    from bidrn.engine.experiments import ExperimentRunner, prepare_synthetic_data, render_figure7, run_table
     from bidrn.engine.protocols import TABLES, get_protocol
     from bidrn.errors import BidrnError
 
@@ -61,6 +68,11 @@ def run(args: argparse.Namespace) -> int:
     if args.workers is not None:
         train_config = replace(train_config, num_workers=args.workers)
     protocol = replace(protocol, train=train_config)
+    if args.seeds is not None:
+        try:
+            protocol = replace(protocol, seeds=tuple(int(seed) for seed in args.seeds.split(",")))
+        except ValueError:
+            raise BidrnError(f"--seeds {args.seeds!r}: expected comma-separated integers") from None
     device = args.device or protocol.device
     if device == "cuda" and not torch.cuda.is_available():
         raise BidrnError(
@@ -69,11 +81,10 @@ def run(args: argparse.Namespace) -> int:
     context = init_distributed(device)
     try:
         body_model = load_body_model(args.body_model)
-        train_dir, test_dir = prepare_synthetic_data(protocol, args.data_dir, context)
-        test_set = SyntheticDataset(test_dir, DataOptions(augmentation=NO_AUGMENTATION))
-        factory = default_model_factory(body_model)
+        train_dir, test_dir = prepare_synthetic_data(protocol, args.data_dir, context, workers=args.workers)
+        runner = ExperimentRunner(protocol, train_dir, test_dir, args.work, body_model, context)
         if args.experiment == "figure7":
-            path = render_figure7(protocol, test_set, factory, args.results, args.work, device=context.device)
+            path = render_figure7(runner, args.results)
             print(f"bidrn experiment: wrote {path}")
             return 0
         rows = TABLES[args.experiment]
@@ -83,23 +94,13 @@ def run(args: argparse.Namespace) -> int:
             if unknown:
                 raise BidrnError(f"--rows: {', '.join(unknown)} not in {args.experiment}")
             rows = tuple(row for row in rows if row.model in wanted)
-        train_set = SyntheticDataset(
-            train_dir, DataOptions(augmentation=AugmentationConfig(), seed=protocol.train.seed)
-        )
-        results = run_table(
-            args.experiment,
-            protocol,
-            train_set,
-            test_set,
-            factory,
-            results_dir=args.results,
-            work_dir=args.work,
-            rows=rows,
-            context=context,
-        )
+        results = run_table(args.experiment, runner, args.results, rows=rows)
         if context.is_main:
             for row in results:
-                print(f"{row['label']:>40s}  MPVPE all {row['mpvpe_all']:7.1f} mm  ({row['params_m']:.2f} M)")
+                std = row["mpvpe_all_std"]
+                spread = f" ± {std:.1f}" if std is not None else ""
+                label, params = row["label"], row["params_m"]
+                print(f"{label:>40s}  MPVPE all {row['mpvpe_all']:7.1f}{spread} mm  ({params:.2f} M)")
             print(f"bidrn experiment: wrote {args.results}/{args.experiment}-{protocol.name}.md and .json")
     finally:
         shutdown_distributed()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bidrn.deploy import frozen_layout, load_model, save
+from bidrn.deploy import frozen_layout, is_frozen_file, load_model, save
 from bidrn.errors import InputFileError
 
 
@@ -23,11 +23,18 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.parent and not out.parent.is_dir():
         raise InputFileError(out, "output folder does not exist")
+    if is_frozen_file(args.checkpoint):
+        raise InputFileError(
+            args.checkpoint, "is already frozen (a `bidrn export` output); export takes a training checkpoint"
+        )
     frozen, info = load_model(args.checkpoint, frozen=True)
-    if info.file_format == "frozen":
-        raise InputFileError(args.checkpoint, "is already a frozen model; export takes a training checkpoint")
     layout = frozen_layout(frozen)
-    save(frozen, out, fp16=args.fp16, architecture={"name": info.name, "overrides": info.overrides})
+    architecture = {
+        "name": info.name,
+        "overrides": info.overrides,
+        "training_statistics": info.training_statistics,
+    }
+    save(frozen, out, fp16=args.fp16, architecture=architecture)
     print(
         f"wrote {out}: {len(layout['packed_layers'])} packed layers, "
         f"{len(layout['folded_batchnorms'])} BatchNorms folded, {out.stat().st_size / 2**20:.1f} MB"

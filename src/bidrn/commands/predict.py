@@ -11,10 +11,17 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bidrn.errors import BidrnError
+
+if TYPE_CHECKING:
+    import torch
+
+    from bidrn.apps.predict import Predictor
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,19 +74,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="COCO-style person detections (several per image)",
     )
     parser.add_argument(
-        "--min-score",
-        type=float,
-        default=0.5,
-        help="ignore --boxes detections scored below this (default 0.5)",
+        "--min-score", type=float, default=0.5, help="ignore --boxes detections scored below this"
     )
-    parser.add_argument("--batch-size", type=int, default=8, help="person crops per forward pass (default 8)")
-    parser.add_argument("--video-stride", type=int, default=1, help="use every n-th video frame (default 1)")
+    parser.add_argument("--batch-size", type=int, default=8, help="person crops per forward pass")
+    parser.add_argument("--video-stride", type=int, default=1, help="use every n-th video frame")
     parser.add_argument("--no-render", action="store_true", help="skip the overlay and side-view pictures")
 
 
 def model_path(checkpoint: str | None) -> Path:
     """The ``--checkpoint`` given, or the bundled weights (a one-line error when they are missing)."""
-    from bidrn.deploy.predict import bundled_weights_path
+    from bidrn.apps.predict import bundled_weights_path
 
     if checkpoint is not None:
         return Path(checkpoint)
@@ -98,20 +102,48 @@ def _warn(message: str) -> None:
     tqdm.write(f"bidrn predict: warning: {message}", file=sys.stderr)
 
 
+def device_option(requested: str | None) -> torch.device:
+    """``--device`` resolved (:func:`bidrn.apps.predict.resolve_device`), its errors naming the flag."""
+    from bidrn.apps.predict import resolve_device
+
+    try:
+        return resolve_device(requested)
+    except BidrnError as error:
+        raise BidrnError(f"--device: {error}") from None
+
+
+def load_predictor(args: argparse.Namespace, frozen: bool | None = None) -> Predictor:
+    """The model of ``--checkpoint`` (or the bundled one) with ``--body-model`` on ``--device``."""
+    from bidrn.apps.predict import FreezeError, Predictor
+
+    device = device_option(args.device)
+    try:
+        return Predictor.load(model_path(args.checkpoint), getattr(args, "body_model", None), device, frozen)
+    except FreezeError as error:
+        raise BidrnError(f"{error} (--simulated)") from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Discover inputs, load the model, predict in batches and print where everything went."""
-    from bidrn.deploy.inputs import (
+    from bidrn.apps.inputs import (
         discover_inputs,
         iter_frames,
         parse_bbox,
         read_boxes,
         require_video_reader,
     )
-    from bidrn.deploy.predict import Predictor, predict_frames
+    from bidrn.apps.outputs import prepare_folder
+    from bidrn.apps.predict import predict_frames
 
-    if args.batch_size < 1 or args.video_stride < 1:
-        raise BidrnError("--batch-size and --video-stride must be at least 1")
-    single = parse_bbox(args.bbox) if args.bbox else None
+    for flag, value in (("--batch-size", args.batch_size), ("--video-stride", args.video_stride)):
+        if value < 1:
+            raise BidrnError(f"{flag} must be at least 1, got {value}")
+    if not math.isfinite(args.min_score):
+        raise BidrnError(f"--min-score must be a finite number, got {args.min_score}")
+    try:
+        single = parse_bbox(args.bbox) if args.bbox else None
+    except BidrnError as error:
+        raise BidrnError(f"--bbox: {error}") from None
     table = read_boxes(args.boxes, args.min_score) if args.boxes else None
     sources, problems = discover_inputs(args.inputs)
     if len(problems) == 1 and not sources:
@@ -128,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(frame, BidrnError):
             raise frame
         frames = iter([frame])
-    predictor = Predictor.load(model_path(args.checkpoint), args.body_model, args.device, args.frozen)
+    prepare_folder(args.out)  # before the model loads: a bad --out fails at once
+    predictor = load_predictor(args, args.frozen)
 
     def boxes_for(frame):
         if single is not None:
@@ -153,6 +186,12 @@ def run(args: argparse.Namespace) -> int:
             f"no person was predicted in {args.out}; every input or box was skipped (warnings above)"
         )
     skipped = len(report.skipped) + len(problems)
+    if report.renamed:
+        first, used = report.renamed[0]
+        _warn(
+            f"{len(report.renamed)} names were taken in {args.out}, so those outputs got a suffix "
+            f"(e.g. {first} -> {used}); predictions.jsonl lists every file"
+        )
     print(
         f"{report.frames} images, {report.people} people in {report.seconds:.1f} s: "
         f"{report.images_per_second:.2f} images/s overall, {report.model_people_per_second:.1f} crops/s "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--lr-decay-epochs", type=int, nargs="*", default=list(defaults.lr_decay_epochs))
     parser.add_argument("--lr-decay-factor", type=float, default=defaults.lr_decay_factor)
+    parser.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=defaults.warmup_steps,
+        help="linear learning-rate warm-up (updates)",
+    )
     parser.add_argument("--grad-clip", type=float, default=None, metavar="NORM", help="clip gradient norm")
+    parser.add_argument(
+        "--rotation-loss",
+        choices=("matrix", "axis-angle"),
+        default="matrix",
+        help="compare pose rotations as matrices, or as axis-angle vectors like Hand4Whole",
+    )
+    parser.add_argument(
+        "--teacher",
+        default=None,
+        metavar="CKPT",
+        help="distil from this trained model (e.g. full-precision Hand4Whole) besides the ground truth",
+    )
+    parser.add_argument("--distill-weight", type=float, default=1.0, help="weight of every distillation term")
     parser.add_argument("--no-amp", action="store_true", help="full precision on GPU (AMP is off on CPU)")
     parser.add_argument(
         "--no-augmentation",
@@ -79,6 +99,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="train on the crops as evaluation sees them (no scale/rotation/flip/colour jitter)",
     )
     parser.add_argument("--workers", type=int, default=defaults.num_workers, help="DataLoader workers")
+    parser.add_argument(
+        "--cache",
+        default=None,
+        type=Path,
+        metavar="DIR",
+        help="without augmentation, bake the samples once at the model's resolution into DIR and train "
+        "from there (default: OUTPUT/data-cache; 'none' disables)",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--max-steps", type=int, default=None, help="stop (with a checkpoint) after N steps")
     parser.add_argument(
@@ -89,6 +117,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also checkpoint every N steps (default: at epoch ends)",
     )
     parser.add_argument("--log-every", type=int, default=defaults.log_every_steps, metavar="STEPS")
+    parser.add_argument(
+        "--validate-data",
+        default=None,
+        metavar="SPEC",
+        help="held-out data for learning curves: its errors and loss, and those of as many training "
+        "samples, go to log.jsonl every --validate-every steps",
+    )
+    parser.add_argument("--validate-every", type=int, default=0, metavar="STEPS", help="0: never")
     parser.add_argument(
         "--resume",
         default=None,
@@ -107,52 +143,97 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build model, data and trainer, then train."""
+    from torch.utils.data import Subset
+
     import bidrn
     from bidrn.body import load_body_model
-    from bidrn.engine.datasets import open_dataset
+    from bidrn.engine.baselines import dataset_parameters, mean_parameters
+    from bidrn.engine.datasets import open_dataset, training_samples
+    from bidrn.engine.distillation import Distillation, DistillationWeights
     from bidrn.engine.distributed import init_distributed, shutdown_distributed
+    from bidrn.engine.evaluation import learning_curve_probe
+    from bidrn.engine.loading import model_from_checkpoint
     from bidrn.engine.losses import HeatmapGeometry, WholeBodyLoss
+    from bidrn.engine.metrics import mesh_topology
     from bidrn.engine.reproducibility import seed_everything
     from bidrn.engine.resolution import fit_to_model
+    from bidrn.engine.signals import EXIT_INTERRUPTED, TrainingInterruptedError
     from bidrn.engine.trainer import TrainConfig, Trainer
 
+    if args.batch_size < 1 or args.epochs < 1:
+        raise BidrnError(
+            f"--batch-size and --epochs must be positive, got {args.batch_size} and {args.epochs}"
+        )
     config = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
         lr_decay_epochs=tuple(args.lr_decay_epochs),
         lr_decay_factor=args.lr_decay_factor,
+        warmup_steps=args.warmup_steps,
         grad_clip_norm=args.grad_clip,
         amp=not args.no_amp,
         seed=args.seed,
         num_workers=args.workers,
         log_every_steps=args.log_every,
         checkpoint_every_steps=args.checkpoint_every,
+        validate_every_steps=args.validate_every if args.validate_data else 0,
         max_steps=args.max_steps,
         find_unused_parameters=args.find_unused_parameters,
     )
     overrides = parse_overrides(args.set)
+    cache = None if str(args.cache) == "none" else (args.cache or args.output / "data-cache")
     context = init_distributed(args.device)
     try:
         body_model = load_body_model(args.body_model)
         seed_everything(args.seed)  # the initial weights depend on the seed too
         model = bidrn.create_model(args.model, body_model=body_model, **overrides)
-        dataset = fit_to_model(
-            open_dataset(args.data, train=not args.no_augmentation, body_model=body_model, seed=args.seed),
+        dataset = training_samples(
+            args.data,
             model,
+            body_model,
+            augment=not args.no_augmentation,
+            seed=args.seed,
+            cache_dir=cache,
+            context=context,
+            num_workers=args.workers,
         )
+        model_info = {"model": args.model, "model_overrides": overrides, "body_model": args.body_model}
+        poses, shapes, expressions = dataset_parameters(dataset)
+        if len(poses):  # recorded for `bidrn eval --baseline mean-pose`
+            model_info["training_statistics"] = mean_parameters(poses, shapes, expressions).as_dict()
+        extra_terms = None
+        if args.teacher is not None:
+            teacher, _ = model_from_checkpoint(args.teacher, body_model=body_model)
+            weight = args.distill_weight
+            extra_terms = Distillation(
+                teacher.to(context.device), DistillationWeights(weight, weight, weight, weight)
+            )
+        rotations = "axis_angle" if args.rotation_loss == "axis-angle" else "matrix"
+        loss = WholeBodyLoss(geometry=HeatmapGeometry.of_model(model), rotations=rotations)
+        validate = None
+        if args.validate_data is not None:
+            held_out = fit_to_model(
+                open_dataset(args.validate_data, train=False, body_model=body_model), model
+            )
+            seen = Subset(dataset, range(min(len(held_out), len(dataset))))
+            validate = learning_curve_probe(
+                {"held_out": held_out, "train": seen}, mesh_topology(body_model), loss, context=context
+            )
         trainer = Trainer(
             model,
             dataset,
-            WholeBodyLoss(geometry=HeatmapGeometry.of_model(model)),
+            loss,
             config,
             args.output,
-            model_info={"model": args.model, "model_overrides": overrides, "body_model": args.body_model},
+            model_info=model_info,
             context=context,
+            extra_terms=extra_terms,
+            validate=validate,
         )
         resume = args.resume
         if resume == "auto":
-            last = trainer.checkpoint_dir / "last.json"
+            last = trainer.checkpoint_dir / "last.safetensors"
             resume = str(last) if last.is_file() else None
         if resume is not None:
             trainer.resume(resume)
@@ -163,7 +244,12 @@ def run(args: argparse.Namespace) -> int:
                     f"bidrn train: initialised from {args.init_from} "
                     f"({len(missing)} missing, {len(unexpected)} unused tensors)"
                 )
-        result = trainer.fit()
+        try:
+            result = trainer.fit()
+        except TrainingInterruptedError as stop:
+            if context.is_main:
+                print(f"bidrn train: {stop}", file=sys.stderr)
+            return EXIT_INTERRUPTED
         if context.is_main:
             print(
                 f"bidrn train: {result.global_step} steps ({result.steps_run} in this run), "

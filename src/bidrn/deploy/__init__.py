@@ -23,10 +23,11 @@ from bidrn.deploy.layers import (
     PackedBinaryLayer,
     PackedBinaryLinear,
 )
-from bidrn.deploy.loading import ModelInfo, is_frozen_file, load_model
+from bidrn.deploy.loading import FreezeError, ModelInfo, is_frozen_file, load_model
 from bidrn.deploy.serialization import load, read_metadata, save
 
 __all__ = [
+    "FreezeError",
     "ModelInfo",
     "PackedBinaryConv2d",
     "PackedBinaryConvTranspose2d",

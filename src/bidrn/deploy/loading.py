@@ -1,6 +1,6 @@
 """One way from a file to a ready model: frozen 1-bit files and training checkpoints alike.
 
-Every command that runs a model (``bidrn predict``, ``bidrn eval``, ``bidrn export``, ``bidrn demo``)
+Every command that runs a model (``bidrn predict``, ``bidrn demo``, ``bidrn eval``, ``bidrn export``)
 loads it with :func:`load_model`::
 
     from bidrn.deploy import load_model
@@ -10,12 +10,15 @@ loads it with :func:`load_model`::
 
 A frozen file is rebuilt without ever materialising the float latent weights of its binary
 layers (:func:`bidrn.deploy.serialization.load` builds the skeleton on the meta device). A
-training checkpoint is rebuilt with :func:`bidrn.create_model` and its weights, then frozen on
-request. Anything that is not one of our files is refused with one line naming it.
+training checkpoint is rebuilt by :func:`bidrn.engine.loading.model_from_checkpoint`, then frozen
+on request. The recorded architecture and the weights are checked before use: anything that is
+not one of our files, a malformed record, a tensor whose dtype differs from the model's or that
+holds NaN or infinite values is refused with one line naming the file.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -30,10 +33,11 @@ from bidrn.deploy.serialization import FORMAT_TAG as FROZEN_FORMAT
 from bidrn.deploy.serialization import load as load_frozen
 from bidrn.deploy.serialization import read_metadata
 from bidrn.engine.checkpoint import FORMAT_TAG as CHECKPOINT_FORMAT
-from bidrn.engine.checkpoint import checkpoint_stem, load_checkpoint, load_weights_into
-from bidrn.errors import BidrnError, InputFileError
+from bidrn.engine.checkpoint import checkpoint_stem
+from bidrn.engine.loading import check_finite, model_from_checkpoint
+from bidrn.errors import BidrnError, InputFileError, one_line, require_regular_file
 
-__all__ = ["ModelInfo", "is_frozen_file", "load_model", "weights_file"]
+__all__ = ["FreezeError", "ModelInfo", "is_frozen_file", "load_model", "weights_file"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,8 @@ class ModelInfo:
         frozen: whether the model runs packed 1-bit layers (else simulated binary layers).
         body_model: body-model file the checkpoint records (training checkpoints), or ``None``.
         binarized: whether the model has binary layers at all (``False`` for Hand4Whole).
+        training_statistics: the mean training parameters the file records (``bidrn eval
+            --baseline mean-pose``), or ``None``.
     """
 
     path: Path
@@ -57,6 +63,11 @@ class ModelInfo:
     frozen: bool
     body_model: str | None = None
     binarized: bool = True
+    training_statistics: dict[str, Any] | None = None
+
+
+class FreezeError(InputFileError):
+    """A training checkpoint whose model cannot be frozen to packed layers (it can still run simulated)."""
 
 
 _NOT_OURS = (
@@ -70,14 +81,14 @@ def weights_file(path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         raise InputFileError(path, "is a folder; pass the checkpoint file")
-    if path.suffix == ".json" or (not path.is_file() and checkpoint_stem(path) == path):
+    if path.suffix == ".json" or (not os.path.lexists(path) and checkpoint_stem(path) == path):
         stem = checkpoint_stem(path)
         candidate = stem.with_name(stem.name + ".safetensors")
-        if candidate.is_file():
-            return candidate
-    if not path.is_file():
+        if os.path.lexists(candidate):
+            return require_regular_file(candidate, "checkpoint")
+    if not os.path.lexists(path):
         raise InputFileError(path, "checkpoint not found")
-    return path
+    return require_regular_file(path, "checkpoint")
 
 
 def _file_format(path: Path) -> str:
@@ -104,10 +115,10 @@ def is_frozen_file(path: str | Path) -> bool:
 
 def load_model(
     path: str | Path,
-    body_model: nn.Module | None = None,
-    *,
-    frozen: bool | None = None,
     device: torch.device | str = "cpu",
+    frozen: bool | None = None,
+    *,
+    body_model: nn.Module | None = None,
     model_name: str | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> tuple[nn.Module, ModelInfo]:
@@ -116,12 +127,12 @@ def load_model(
     Args:
         path: frozen ``*.bidrn.safetensors``, or a training checkpoint's stem / ``.safetensors`` /
             ``.json``.
-        body_model: an SMPL-X layer (:func:`bidrn.body.load_body_model`) to attach, so that
-            outputs include meshes; ``None`` attaches none.
+        device: where the model runs.
         frozen: for training checkpoints: run packed 1-bit layers (``True``), simulated binary
             layers (``False``), or the default for the device (``None``: frozen on CPU, simulated on
             CUDA, where packed layers have no kernels). A frozen file always runs frozen.
-        device: where the model runs.
+        body_model: an SMPL-X layer (:func:`bidrn.body.load_body_model`) to attach, so that
+            outputs include meshes; ``None`` attaches none.
         model_name: registry name for a training checkpoint that does not record its model.
         overrides: constructor overrides applied over the checkpoint's (training checkpoints).
 
@@ -129,8 +140,9 @@ def load_model(
         The model and a :class:`ModelInfo` describing it.
 
     Raises:
-        InputFileError: missing file, a file that is not one of ours, weights that do not fit, or a
-            model that cannot be frozen as asked.
+        InputFileError: missing file, a file that is not one of ours, a malformed record, weights
+            that do not fit, or a model without binary layers asked to run frozen.
+        FreezeError: a training checkpoint asked to run frozen whose model cannot be frozen.
     """
     path = Path(path)
     device = torch.device(device)
@@ -140,24 +152,23 @@ def load_model(
             raise InputFileError(
                 path, "is a frozen 1-bit model and runs only frozen; pass the training checkpoint to simulate"
             )
-        architecture = read_metadata(weights)["architecture"] or {}
-        model = load_frozen(weights)
-        info = ModelInfo(
-            path, "frozen", architecture.get("name", "?"), architecture.get("overrides", {}), True
-        )
+        architecture = read_metadata(weights)["architecture"]
+        name, settings = _architecture(architecture, path)
+        try:
+            model = load_frozen(weights)
+        except InputFileError:
+            raise
+        except BidrnError as error:
+            raise InputFileError(path, f"records a model that cannot be built ({error})") from None
+        except (TypeError, ValueError, KeyError, AttributeError) as error:
+            raise InputFileError(path, f"malformed frozen model file ({one_line(error)})") from None
+        check_finite(model.state_dict(), path)
+        statistics = architecture.get("training_statistics")
+        info = ModelInfo(path, "frozen", name, settings, True, training_statistics=statistics)
         return _ready(model, body_model, device), info
 
-    checkpoint = load_checkpoint(weights, with_state=False)
-    name = model_name or checkpoint.model_name
-    if not name:
-        raise InputFileError(
-            path, "checkpoint does not record its model name; pass the registry name (bidrn: --model)"
-        )
-    model_overrides = {**checkpoint.model_overrides, **(overrides or {})}
-    import bidrn
-
-    model = bidrn.create_model(name, **model_overrides).eval()
-    load_weights_into(model, checkpoint, path)
+    model, checkpoint = model_from_checkpoint(weights, name=model_name, overrides=overrides)
+    name, settings = model_name or checkpoint.model_name, {**checkpoint.model_overrides, **(overrides or {})}
     binarized = any(isinstance(module, BinaryLayer) for module in model.modules())
     if frozen and not binarized:
         raise InputFileError(path, f"model {name!r} has no binary layers to freeze")
@@ -167,15 +178,37 @@ def load_model(
         try:
             model = freeze(model, example_inputs=(example,))
         except BidrnError as error:
-            raise InputFileError(path, f"cannot freeze this model ({error})") from None
+            raise FreezeError(path, f"cannot freeze this model ({error}); it can run simulated") from None
     info = ModelInfo(
-        path, "training", name, model_overrides, run_frozen, checkpoint.info.get("body_model"), binarized
+        path,
+        "training",
+        name,
+        settings,
+        run_frozen,
+        checkpoint.info.get("body_model"),
+        binarized,
+        checkpoint.info.get("training_statistics"),
     )
     return _ready(model, body_model, device), info
 
 
+def _architecture(architecture: Any, path: Path) -> tuple[str, dict[str, Any]]:
+    """``(name, overrides)`` of a frozen file's ``architecture`` record, checked for shape and type."""
+    if architecture is None:
+        raise InputFileError(path, "no architecture recorded; this file cannot be rebuilt without its code")
+    if not isinstance(architecture, dict) or not isinstance(architecture.get("name"), str):
+        raise InputFileError(
+            path, "malformed metadata: 'architecture' must be an object with a 'name' string"
+        )
+    overrides = architecture.get("overrides", {})
+    if not isinstance(overrides, dict):
+        raise InputFileError(path, "malformed metadata: 'architecture.overrides' must be an object")
+    return architecture["name"], overrides
+
+
 def _ready(model: nn.Module, body_model: nn.Module | None, device: torch.device) -> nn.Module:
+    """``model`` on ``device`` in eval mode, with ``body_model`` attached (it moves to the images' device)."""
     model = model.to(device).eval()
     if body_model is not None:
-        model.attach_body_model(body_model.to(device))
+        model.attach_body_model(body_model)
     return model

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from bidrn.deploy.layers import (
     PackedBinaryLayer,
     PackedBinaryLinear,
 )
+from bidrn.engine.checkpoint import current_umask
 from bidrn.errors import BidrnError, InputFileError
 
 __all__ = ["FORMAT_TAG", "load", "read_metadata", "save"]
@@ -94,6 +96,7 @@ def save(
         metadata["architecture"] = json.dumps(architecture)
     path = Path(path)
     save_file(tensors, str(path), metadata=metadata)
+    os.chmod(path, 0o666 & ~current_umask())  # as any new file, e.g. 0644 (safetensors makes it 0600)
     return path
 
 

@@ -1,37 +1,47 @@
-"""Checkpoints that cannot execute code when loaded: safetensors plus a small JSON file.
+"""Checkpoints that cannot execute code when loaded, and that a crash can never leave half-written.
 
-A checkpoint with stem ``run/checkpoints/last`` is up to three files:
+A checkpoint with stem ``run/checkpoints/last`` is **one file**, ``last.safetensors``:
 
-* ``last.safetensors`` — the model's state dict under its plain keys (so any safetensors reader
-  can load it into the model); metadata ``{"format": "bidrn-checkpoint", "model": NAME}``.
-* ``last.json`` — everything small and non-tensor: model name and constructor overrides, the
-  training configuration, epoch/step counters, the optimizer's hyper-parameters and per-parameter
-  scalars, the AMP scaler, and the Python/NumPy RNG states.
-* ``last.state.safetensors`` — training-only tensors: Adam moments (``optimizer.<index>.<name>``)
-  and the torch CPU/CUDA RNG states (``rng.torch``, ``rng.cuda.<i>``). Absent in weight-only
-  checkpoints (e.g. exported for evaluation).
+* the model's state dict under its plain keys (any safetensors reader can load it into the model);
+* training-only tensors under ``training_state/``: Adam moments (``training_state/optimizer.<i>.<name>``)
+  and the torch CPU/CUDA RNG states (``training_state/rng.torch``, ...). Absent in weight-only files;
+* metadata: ``format`` (``bidrn-checkpoint``), ``version`` (2), ``model``, ``info`` (a JSON document:
+  model name and overrides, training configuration, epoch/step counters, optimizer hyper-parameters,
+  AMP scaler, Python/NumPy RNG states) and ``sha256``, a digest of every tensor's name, dtype, shape
+  and bytes.
+
+:func:`save_checkpoint` writes a temporary file beside the destination, fsyncs it, renames it over the
+destination in one step and fsyncs the directory, so a reader sees either the old checkpoint or the
+new one, never a mixture; :func:`load_checkpoint` recomputes the digest and refuses a file whose
+tensors do not match it. Version 1 checkpoints (weights, ``.json`` and ``.state.safetensors`` as
+three files, written before this format) still load for evaluation and ``--init-from``, but cannot be
+resumed: nothing ties their three files together.
 
 Nothing here unpickles: JSON and safetensors only.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from bidrn.errors import InputFileError
 
 FORMAT_TAG = "bidrn-checkpoint"
+FORMAT_VERSION = 2
+STATE_PREFIX = "training_state/"
 _WEIGHTS_SUFFIX = ".safetensors"
-_STATE_SUFFIX = ".state.safetensors"
-_INFO_SUFFIX = ".json"
+_LEGACY_STATE_SUFFIX = ".state.safetensors"
+_LEGACY_INFO_SUFFIX = ".json"
 
 
 @dataclass
@@ -42,38 +52,48 @@ class Checkpoint:
         weights: the model state dict.
         info: the JSON document (model name, overrides, counters, ...).
         state: training tensors (optimizer moments, RNG states); empty for weight-only files.
+        verified: True when the file carried a digest and its tensors matched it (version 2).
     """
 
     weights: dict[str, torch.Tensor]
     info: dict[str, Any]
     state: dict[str, torch.Tensor] = field(default_factory=dict)
+    verified: bool = False
 
     @property
     def model_name(self) -> str | None:
         """Registry name of the model that produced the weights, if recorded."""
-        return self.info.get("model")
+        name = self.info.get("model")
+        return name if isinstance(name, str) else None
 
     @property
     def model_overrides(self) -> dict[str, Any]:
         """Keyword overrides the model was built with."""
-        return dict(self.info.get("model_overrides", {}))
+        overrides = self.info.get("model_overrides", {})
+        return dict(overrides) if isinstance(overrides, dict) else {}
 
 
 def checkpoint_stem(path: str | Path) -> Path:
     """The common stem of a checkpoint's files, given any one of them or the stem itself."""
     text = str(path)
-    for suffix in (_STATE_SUFFIX, _WEIGHTS_SUFFIX, _INFO_SUFFIX):
+    for suffix in (_LEGACY_STATE_SUFFIX, _WEIGHTS_SUFFIX, _LEGACY_INFO_SUFFIX):
         if text.endswith(suffix):
             return Path(text[: -len(suffix)])
     return Path(text)
 
 
-def _paths(stem: Path) -> tuple[Path, Path, Path]:
-    return (
-        stem.with_name(stem.name + _WEIGHTS_SUFFIX),
-        stem.with_name(stem.name + _INFO_SUFFIX),
-        stem.with_name(stem.name + _STATE_SUFFIX),
-    )
+def _weights_path(stem: Path) -> Path:
+    return stem.with_name(stem.name + _WEIGHTS_SUFFIX)
+
+
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes, in sorted name order."""
+    hasher = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().to("cpu").contiguous()
+        hasher.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        hasher.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return hasher.hexdigest()
 
 
 def _detached_copies(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -109,13 +129,31 @@ def optimizer_from_files(
     optimizer.load_state_dict({"state": state, "param_groups": document["param_groups"]})
 
 
+def current_umask() -> int:
+    """The process's umask (read by setting and restoring it), for files made 0600 by safetensors."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:  # platforms without directory handles (Windows): the rename is what we have
+        return
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def save_checkpoint(
     stem: str | Path,
     model: nn.Module,
     info: dict[str, Any],
     state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write a checkpoint atomically enough for resumption (files replaced only when complete).
+    """Write a checkpoint as one file, atomically (see the module docstring).
 
     Args:
         stem: path without suffix, e.g. ``run/checkpoints/last``.
@@ -124,68 +162,116 @@ def save_checkpoint(
         state: training tensors (optimizer moments, RNG states), or ``None`` for weights only.
 
     Returns:
-        The path of the weights file.
+        The path of the file.
     """
     stem = checkpoint_stem(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    weights_path, info_path, state_path = _paths(stem)
-    metadata = {"format": FORMAT_TAG, "model": str(info.get("model", ""))}
-    writes: list[tuple[Path, Path]] = []
-
-    temporary = weights_path.with_name(weights_path.name + ".tmp")
-    save_file(_detached_copies(model.state_dict()), str(temporary), metadata=metadata)
-    writes.append((temporary, weights_path))
-    if state is not None:
-        temporary = state_path.with_name(state_path.name + ".tmp")
-        save_file(_detached_copies(state), str(temporary), metadata={"format": FORMAT_TAG})
-        writes.append((temporary, state_path))
-    temporary = info_path.with_name(info_path.name + ".tmp")
-    temporary.write_text(json.dumps(info, indent=1, sort_keys=True))
-    writes.append((temporary, info_path))
-    for source, destination in writes:
-        source.replace(destination)
-    if state is None and state_path.exists():
-        state_path.unlink()
-    return weights_path
-
-
-def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    destination = _weights_path(stem)
+    tensors = _detached_copies(model.state_dict())
+    clashes = [name for name in tensors if name.startswith(STATE_PREFIX)]
+    if clashes:
+        raise ValueError(f"model state keys may not start with {STATE_PREFIX!r}: {clashes[:3]}")
+    tensors.update({STATE_PREFIX + name: value for name, value in _detached_copies(state or {}).items()})
+    metadata = {
+        "format": FORMAT_TAG,
+        "version": str(FORMAT_VERSION),
+        "model": str(info.get("model", "")),
+        "info": json.dumps(info, sort_keys=True),
+        "sha256": tensor_digest(tensors),
+    }
+    for stale in destination.parent.glob(f".{destination.name}.*.tmp"):
+        stale.unlink(missing_ok=True)  # left by a writer that was killed (one writer per run folder)
+    temporary = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
     try:
-        return load_file(str(path))
-    except (SafetensorError, OSError) as error:
-        raise InputFileError(path, f"not a readable safetensors file ({error})") from error
+        save_file(tensors, str(temporary), metadata=metadata)
+        os.chmod(temporary, 0o666 & ~current_umask())  # as any new file, e.g. 0644 (safetensors: 0600)
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, destination)
+    finally:
+        temporary.unlink(missing_ok=True)
+    _fsync_directory(destination.parent)
+    for legacy in (
+        stem.with_name(stem.name + _LEGACY_INFO_SUFFIX),
+        stem.with_name(stem.name + _LEGACY_STATE_SUFFIX),
+    ):
+        legacy.unlink(missing_ok=True)  # a version-1 checkpoint of the same name is now stale
+    return destination
+
+
+def _read_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = dict(handle.metadata() or {})
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as error:
+        raise InputFileError(path, f"not a readable safetensors file ({error})") from None
+    return tensors, metadata
+
+
+def _read_legacy_info(stem: Path) -> dict[str, Any]:
+    info_path = stem.with_name(stem.name + _LEGACY_INFO_SUFFIX)
+    if not info_path.is_file():
+        return {}
+    try:
+        info = json.loads(info_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as error:
+        raise InputFileError(info_path, f"malformed checkpoint JSON ({error})") from None
+    if not isinstance(info, dict):
+        raise InputFileError(info_path, "checkpoint JSON must be a JSON object")
+    return info
 
 
 def load_checkpoint(path: str | Path, with_state: bool = True) -> Checkpoint:
-    """Read a checkpoint given its stem or any of its files.
+    """Read a checkpoint given its stem or its file (or, for version 1, any of its three files).
 
     Args:
-        path: ``last``, ``last.safetensors`` or ``last.json``.
-        with_state: also read the training tensors when present.
+        path: ``last`` or ``last.safetensors`` (version 1 also ``last.json``).
+        with_state: also return the training tensors when present.
 
     Raises:
-        InputFileError: when the weights file is missing or unreadable, or the JSON is malformed.
+        InputFileError: when the file is missing, unreadable, fails its digest, or its JSON is malformed.
     """
-    weights_path, info_path, state_path = _paths(checkpoint_stem(path))
+    stem = checkpoint_stem(path)
+    weights_path = _weights_path(stem)
     if not weights_path.is_file():
         raise InputFileError(weights_path, "checkpoint weights not found")
-    weights = _read_tensors(weights_path)
-    info: dict[str, Any] = {}
-    if info_path.is_file():
-        try:
-            info = json.loads(info_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise InputFileError(info_path, f"malformed checkpoint JSON ({error})") from error
-    state = _read_tensors(state_path) if with_state and state_path.is_file() else {}
-    return Checkpoint(weights=weights, info=info, state=state)
+    tensors, metadata = _read_file(weights_path)
+    if metadata.get("version") != str(FORMAT_VERSION):
+        info = _read_legacy_info(stem)
+        state_path = stem.with_name(stem.name + _LEGACY_STATE_SUFFIX)
+        state = _read_file(state_path)[0] if with_state and state_path.is_file() else {}
+        return Checkpoint(weights=tensors, info=info, state=state)
+    if tensor_digest(tensors) != metadata.get("sha256"):
+        raise InputFileError(weights_path, "checkpoint is damaged: its tensors do not match its digest")
+    try:
+        info = json.loads(metadata.get("info", "{}"))
+    except json.JSONDecodeError as error:
+        raise InputFileError(weights_path, f"malformed checkpoint metadata ({error})") from None
+    if not isinstance(info, dict):
+        raise InputFileError(weights_path, "checkpoint metadata 'info' must be a JSON object")
+    weights = {name: value for name, value in tensors.items() if not name.startswith(STATE_PREFIX)}
+    state = (
+        {name[len(STATE_PREFIX) :]: value for name, value in tensors.items() if name.startswith(STATE_PREFIX)}
+        if with_state
+        else {}
+    )
+    return Checkpoint(weights=weights, info=info, state=state, verified=True)
 
 
 def load_weights_into(
     model: nn.Module, checkpoint: Checkpoint, path: str | Path, strict: bool = True
 ) -> None:
-    """Copy ``checkpoint.weights`` into ``model``, naming ``path`` in any mismatch error."""
+    """Copy ``checkpoint.weights`` into ``model``, naming ``path`` in any mismatch error.
+
+    Tensors must match the model's in shape and dtype: a checkpoint is never silently cast.
+    """
+    own = model.state_dict()
+    for name, value in checkpoint.weights.items():
+        if name in own and own[name].dtype != value.dtype:
+            raise InputFileError(path, f"tensor {name} is {value.dtype}, the model expects {own[name].dtype}")
     try:
         model.load_state_dict(checkpoint.weights, strict=strict)
     except RuntimeError as error:
         detail = " ".join(str(error).split())[:300]
-        raise InputFileError(path, f"weights do not fit this model: {detail}") from error
+        raise InputFileError(path, f"weights do not fit this model: {detail}") from None

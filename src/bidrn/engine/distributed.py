@@ -93,6 +93,15 @@ def mean_across_ranks(values: dict[str, float], context: DistributedContext) -> 
     return dict(zip(keys, tensor.tolist(), strict=True))
 
 
+def any_rank(flag: bool, context: DistributedContext) -> bool:
+    """True on every rank if ``flag`` is true on at least one (``flag`` itself in a single process)."""
+    if not context.is_distributed:
+        return flag
+    tensor = torch.tensor([1.0 if flag else 0.0], device=context.device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item() > 0)
+
+
 def barrier(context: DistributedContext) -> None:
     """Wait for every rank (no-op in a single process)."""
     if context.is_distributed:

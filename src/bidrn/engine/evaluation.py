@@ -14,7 +14,7 @@ sample counts twice) and rank 0 gathers the per-sample errors.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from bidrn.engine.distributed import DistributedContext, all_gather_objects, init_distributed
+from bidrn.engine.losses import predicted_pose
 from bidrn.engine.metrics import TABLE1_COLUMNS, MeshTopology, whole_body_errors
 from bidrn.engine.trainer import default_collate_to
 from bidrn.errors import BidrnError
@@ -41,12 +42,18 @@ class EvaluationResult:
         per_sample: column name -> per-sample errors in dataset order (millimetres).
         count: number of samples evaluated.
         body_joint_source: ``"j14"`` or ``"body25"`` (see :func:`bidrn.engine.metrics.mesh_topology`).
+        losses: mean of every loss term (and ``total``) over the samples, when a loss was given.
+        predictions: with ``collect=True``, per sample in dataset order: ``mesh`` (N, V, 3) predicted
+            and ``gt_mesh`` ground-truth vertices (m, float32), ``pose`` (N, 159), ``shape`` (N, 10)
+            and ``expr`` (N, 10) predicted parameters.
     """
 
     metrics: dict[str, float]
     per_sample: dict[str, list[float]] = field(default_factory=dict)
     count: int = 0
     body_joint_source: str = "body25"
+    losses: dict[str, float] = field(default_factory=dict)
+    predictions: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def ground_truth_mesh(
@@ -108,6 +115,8 @@ def evaluate(
     num_workers: int = 0,
     context: DistributedContext | None = None,
     progress: bool = True,
+    loss_fn: Callable[[Any, Mapping[str, Any], Mapping[str, Any]], dict[str, torch.Tensor]] | None = None,
+    collect: bool = False,
 ) -> EvaluationResult:
     """Run ``model`` over ``dataset`` and compute every Table 1 column.
 
@@ -119,6 +128,8 @@ def evaluate(
         num_workers: DataLoader workers.
         context: distributed context (default: :func:`init_distributed`).
         progress: show a progress bar on rank 0.
+        loss_fn: also average this training loss over the samples (held-out loss for learning curves).
+        collect: also return every predicted and ground-truth mesh and the predicted parameters.
 
     Returns:
         The result on every rank (gathered from all ranks).
@@ -133,6 +144,8 @@ def evaluate(
     indices = list(range(context.rank, len(dataset), context.world_size))
     loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, num_workers=num_workers)
     errors: dict[str, list[float]] = {name: [] for name in TABLE1_COLUMNS}
+    loss_sums: dict[str, float] = {}
+    collected: dict[str, list[torch.Tensor]] = {}
     for batch in tqdm(loader, disable=not (progress and context.is_main), unit="batch", desc="evaluate"):
         batch = default_collate_to(batch, context.device)
         output = model(batch["inputs"]["img"])
@@ -141,13 +154,25 @@ def evaluate(
         gt = ground_truth_mesh(batch["targets"], batch["meta_info"], body_model)
         for name, values in whole_body_errors(output.mesh_cam.float(), gt.float(), topology).items():
             errors[name].extend(values.cpu().tolist())
-    gathered = all_gather_objects((indices, errors), context)
+        if collect:
+            parts = {"mesh": output.mesh_cam, "gt_mesh": gt, "pose": predicted_pose(output),
+                     "shape": output.shape, "expr": output.expr}  # fmt: skip
+            for name, value in parts.items():
+                collected.setdefault(name, []).append(value.detach().float().cpu())
+        if loss_fn is not None:
+            terms = loss_fn(output, batch["targets"], batch["meta_info"])
+            terms["total"] = sum(terms.values())
+            size = batch["inputs"]["img"].shape[0]
+            for name, value in terms.items():
+                loss_sums[name] = loss_sums.get(name, 0.0) + float(value) * size
+    local = {name: torch.cat(values) for name, values in collected.items()}
+    gathered = all_gather_objects((indices, errors, loss_sums, local), context)
     order = np.argsort(
-        np.concatenate([np.asarray(rank_indices, dtype=np.int64) for rank_indices, _ in gathered])
+        np.concatenate([np.asarray(rank_indices, dtype=np.int64) for rank_indices, *_ in gathered])
     )
     per_sample = {
         name: np.concatenate(
-            [np.asarray(rank_errors[name], dtype=np.float64) for _, rank_errors in gathered]
+            [np.asarray(rank_errors[name], dtype=np.float64) for _, rank_errors, *_ in gathered]
         )[order].tolist()
         for name in TABLE1_COLUMNS
     }
@@ -155,8 +180,17 @@ def evaluate(
     if count == 0:
         raise BidrnError("the evaluation dataset is empty")
     metrics = {name: float(np.mean(values)) for name, values in per_sample.items()}
+    losses = {name: sum(sums.get(name, 0.0) for _, _, sums, _ in gathered) / count for name in loss_sums}
+    predictions = {
+        name: torch.cat([parts[name] for *_, parts in gathered])[torch.as_tensor(order)] for name in local
+    }
     return EvaluationResult(
-        metrics=metrics, per_sample=per_sample, count=count, body_joint_source=topology.body_joint_source
+        metrics=metrics,
+        per_sample=per_sample,
+        count=count,
+        body_joint_source=topology.body_joint_source,
+        losses=losses,
+        predictions=predictions,
     )
 
 
@@ -168,3 +202,29 @@ def result_document(result: EvaluationResult, **fields_: Any) -> dict[str, Any]:
         "count": result.count,
         "pa_mpjpe_body_joints": result.body_joint_source,
     }
+
+
+def learning_curve_probe(
+    datasets: Mapping[str, Dataset],
+    topology: MeshTopology,
+    loss_fn: Callable[[Any, Mapping[str, Any], Mapping[str, Any]], dict[str, torch.Tensor]],
+    batch_size: int = 64,
+    context: DistributedContext | None = None,
+) -> Callable[[nn.Module], dict[str, float]]:
+    """A trainer ``validate`` callback: Table 1 errors and mean loss terms on each named dataset.
+
+    The scalars are named ``<name>/<column>`` and ``<name>/loss/<term>``, e.g. ``held_out/mpvpe_all``
+    and ``train/loss/total`` when ``datasets`` is ``{"held_out": test_set, "train": train_subset}``.
+    """
+
+    def probe(model: nn.Module) -> dict[str, float]:
+        scalars: dict[str, float] = {}
+        for name, dataset in datasets.items():
+            result = evaluate(
+                model, dataset, topology, batch_size, context=context, progress=False, loss_fn=loss_fn
+            )
+            scalars.update({f"{name}/{column}": value for column, value in result.metrics.items()})
+            scalars.update({f"{name}/loss/{term}": value for term, value in result.losses.items()})
+        return scalars
+
+    return probe

@@ -35,14 +35,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from bidrn.body import joint_sets
+from bidrn.body.rotations import axis_angle_to_matrix
 
-_POSE_PARTS = ("root_pose", "body_pose", "lhand_pose", "rhand_pose", "jaw_pose")
+POSE_PARTS = ("root_pose", "body_pose", "lhand_pose", "rhand_pose", "jaw_pose")
+"""The output fields whose concatenation is the 159-value SMPL-X pose target ``smplx_pose``."""
 _BOX_PARTS = ("lhand", "rhand", "face")
 
 
@@ -98,6 +100,11 @@ class HeatmapGeometry:
         )
 
 
+def predicted_pose(output: Any) -> torch.Tensor:
+    """``(B, 159)`` axis-angle pose of an output, in the order of the ``smplx_pose`` target."""
+    return torch.cat([getattr(output, name).float() for name in POSE_PARTS], dim=1)
+
+
 def masked_l1(prediction: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Mean over all elements of ``|prediction - target| * valid`` (masked elements count as 0)."""
     return ((prediction - target).abs() * valid).mean()
@@ -114,6 +121,28 @@ def coordinate_l1(
     if is_3d is not None and prediction.shape[-1] == 3:
         error = torch.cat([error[..., :2], error[..., 2:] * is_3d.reshape(-1, 1, 1)], dim=-1)
     return error.mean()
+
+
+RotationLoss = Literal["matrix", "axis_angle"]
+
+
+def rotation_l1(
+    prediction: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, representation: RotationLoss
+) -> torch.Tensor:
+    """L1 between ``(B, 3·R)`` axis-angle poses, on their rotation matrices or on the vectors themselves.
+
+    ``valid`` is ``(B, 3·R)`` (one flag per value, as the dataset gives it). Hand4Whole compares the
+    axis-angle vectors; that target jumps between opposite vectors of length ≈ π for nearly equal
+    rotations, which is where a camera-frame root sits (an upright body seen by a y-down camera is a
+    half turn about x), so ``"matrix"`` compares the 3×3 matrices instead: continuous everywhere.
+    """
+    if representation == "axis_angle":
+        return masked_l1(prediction, target, valid)
+    batch = prediction.shape[0]
+    predicted = axis_angle_to_matrix(prediction.reshape(batch, -1, 3))
+    wanted = axis_angle_to_matrix(target.reshape(batch, -1, 3))
+    per_rotation = valid.reshape(batch, -1, 3)[..., :1, None]
+    return masked_l1(predicted, wanted, per_rotation)
 
 
 def _joint_mask(mask: torch.Tensor) -> torch.Tensor:
@@ -169,12 +198,20 @@ class WholeBodyLoss(nn.Module):
     """Hand4Whole's loss terms (architecture.md §6), weighted by :class:`LossWeights`.
 
     Calling it returns ``{term: weighted scalar}``; the training objective is their sum.
+    ``rotations`` chooses how ``smplx_pose`` compares rotations (:func:`rotation_l1`; ``"axis_angle"``
+    is Hand4Whole's exact term).
     """
 
-    def __init__(self, weights: LossWeights | None = None, geometry: HeatmapGeometry | None = None) -> None:
+    def __init__(
+        self,
+        weights: LossWeights | None = None,
+        geometry: HeatmapGeometry | None = None,
+        rotations: RotationLoss = "matrix",
+    ) -> None:
         super().__init__()
         self.weights = weights or LossWeights()
         self.geometry = geometry or HeatmapGeometry()
+        self.rotations = rotations
 
     def forward(
         self, output: Any, targets: Mapping[str, torch.Tensor], meta_info: Mapping[str, torch.Tensor]
@@ -193,8 +230,10 @@ class WholeBodyLoss(nn.Module):
         is_3d = _sample_flag(meta_info["is_3D"], batch, joint_cam)
         terms: dict[str, torch.Tensor] = {}
 
-        pose = torch.cat([getattr(output, name).float() for name in _POSE_PARTS], dim=1)
-        terms["smplx_pose"] = masked_l1(pose, targets["smplx_pose"], meta_info["smplx_pose_valid"])
+        pose = predicted_pose(output)
+        terms["smplx_pose"] = rotation_l1(
+            pose, targets["smplx_pose"], meta_info["smplx_pose_valid"], self.rotations
+        )
         for name in ("shape", "expr"):
             valid = _sample_flag(meta_info[f"smplx_{name}_valid"], batch, joint_cam)[:, None]
             terms[f"smplx_{name}"] = masked_l1(getattr(output, name).float(), targets[f"smplx_{name}"], valid)

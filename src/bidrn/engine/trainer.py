@@ -1,4 +1,4 @@
-"""Training loop: Adam with step decays, binarization schedules, AMP, DDP, exact resumption.
+"""The training loop: epochs, steps, DDP, exact resumption and clean stops.
 
 The trainer is generic. It needs
 
@@ -6,14 +6,17 @@ The trainer is generic. It needs
 * a dataset of sample dicts ``{"inputs": {"img": ...}, "targets": {...}, "meta_info": {...}}``
   (Hand4Whole's layout; default collation stacks them),
 * a loss function ``loss_fn(output, targets, meta_info) -> {term: scalar}`` whose sum is minimised
-  (:class:`bidrn.engine.losses.WholeBodyLoss` for the whole-body models).
+  (:class:`bidrn.engine.losses.WholeBodyLoss` for the whole-body models),
+* optionally extra terms ``extra_terms(images, output) -> {term: scalar}`` (knowledge distillation
+  from a teacher, :class:`bidrn.engine.distillation.Distillation`).
 
-Recipe (architecture.md §7, paper §4.1): Adam (default betas, no weight decay), learning rate
-``lr`` divided by ``lr_decay_factor`` at each epoch in ``lr_decay_epochs``, ``batch_size`` samples
-per process, :func:`bidrn.binary.set_progress` called at the start of every epoch so ReCU's τ and
-FDA's terms follow their schedules. The paper trains 14 epochs at lr 1e-4, batch 24; it does not
-state its decay epochs, so the default decays at epochs 8 and 12 — Hand4Whole's 4/6 of 7 epochs
-scaled to 14 *[inferred]*.
+It delegates the update to :class:`bidrn.engine.optimization.Optimization` (Adam, learning-rate
+schedule, AMP, clipping), files to :mod:`bidrn.engine.checkpoint`, logging and the progress bar to
+:class:`bidrn.engine.training_log.RunMonitor` and signals to
+:class:`bidrn.engine.signals.StopRequests`. Recipe (paper §4.1, docs/design/pipeline.md §7): Adam
+(default betas, no weight decay), ``lr`` divided by ``lr_decay_factor`` at each epoch in
+``lr_decay_epochs``, ``batch_size`` samples per process, :func:`bidrn.binary.set_progress` at the
+start of every epoch so ReCU's τ and FDA's terms follow their schedules.
 
 **Multi-GPU / multi-node.** Launched under ``torchrun`` the trainer wraps the model in
 ``DistributedDataParallel`` (NCCL on GPU, gloo on CPU), shards every epoch with a
@@ -26,11 +29,13 @@ epoch/step counters and every RNG state, and the data order of an epoch is a fun
 batches are identical but per-sample augmentation randomness follows the workers' seeds, which
 depend on where the epoch started. Under DDP only rank 0's RNG state is saved and restored on every
 rank.
+
+**Stops.** SIGINT (Ctrl-C) or SIGTERM lets the current step finish, writes ``last`` and raises
+:class:`bidrn.engine.signals.TrainingInterruptedError`; ``--resume auto`` continues from there.
 """
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -42,23 +47,20 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from bidrn.binary import set_progress
-from bidrn.engine.checkpoint import (
-    load_checkpoint,
-    load_weights_into,
-    optimizer_from_files,
-    optimizer_to_files,
-    save_checkpoint,
-)
-from bidrn.engine.distributed import DistributedContext, init_distributed, mean_across_ranks
+from bidrn.engine.checkpoint import load_checkpoint, load_weights_into, save_checkpoint
+from bidrn.engine.distributed import DistributedContext, any_rank, init_distributed
+from bidrn.engine.optimization import LearningRateSchedule, Optimization
 from bidrn.engine.reproducibility import capture_rng_state, restore_rng_state, seed_everything
 from bidrn.engine.sampling import ResumableDistributedSampler
-from bidrn.engine.training_log import TrainingLog
-from bidrn.errors import BidrnError
+from bidrn.engine.signals import StopRequests, TrainingInterruptedError
+from bidrn.engine.training_log import RunMonitor
+from bidrn.errors import BidrnError, InputFileError
+from bidrn.nets.transfer import transfer_weights
 
 LossFunction = Callable[[Any, Mapping[str, Any], Mapping[str, Any]], dict[str, torch.Tensor]]
+ExtraTerms = Callable[[torch.Tensor, Any], dict[str, torch.Tensor]]
 EpochHook = Callable[[nn.Module, int, int], Any]
 
 
@@ -72,17 +74,20 @@ class TrainConfig:
         lr: initial Adam learning rate (paper: 1e-4).
         lr_decay_epochs: epochs at whose start the learning rate is divided by ``lr_decay_factor``.
         lr_decay_factor: divisor applied at each decay epoch (Hand4Whole: 10).
+        warmup_steps: updates over which the learning rate rises linearly to ``lr`` (0: none).
         grad_clip_norm: clip the global gradient norm to this value; ``None`` disables clipping.
         amp: mixed precision on CUDA (bfloat16 where supported, else float16 with loss scaling);
             ignored on CPU.
         seed: seeds weights' RNG use, data order and augmentation.
         num_workers: DataLoader worker processes (0 = load in the training process).
         log_every_steps: steps between log records and progress-bar updates.
-        checkpoint_every_steps: also write ``last`` every this many steps (0 = at epoch ends only).
-        max_steps: stop (after checkpointing) once this many optimizer steps have run in total.
-        find_unused_parameters: passed to ``DistributedDataParallel``.
+        checkpoint_every_steps: also write ``last`` every N steps (0 = only at epoch ends).
+        validate_every_steps: run the trainer's ``validate`` callback every N steps and before the
+            first one (0 = never); its scalars go to the log (learning curves).
+        max_steps: stop (with a checkpoint) after this many optimizer steps in total.
+        find_unused_parameters: DDP option for models with branches unused in some steps.
         progress_bar: show a tqdm bar on rank 0.
-        tensorboard: write TensorBoard scalars when the package is installed.
+        tensorboard: also write TensorBoard scalars when ``tensorboard`` is installed.
     """
 
     epochs: int = 14
@@ -90,21 +95,29 @@ class TrainConfig:
     lr: float = 1e-4
     lr_decay_epochs: tuple[int, ...] = (8, 12)
     lr_decay_factor: float = 10.0
+    warmup_steps: int = 0
     grad_clip_norm: float | None = None
     amp: bool = True
     seed: int = 0
     num_workers: int = 0
     log_every_steps: int = 20
     checkpoint_every_steps: int = 0
+    validate_every_steps: int = 0
     max_steps: int | None = None
     find_unused_parameters: bool = False
     progress_bar: bool = True
     tensorboard: bool = True
 
+    @property
+    def schedule(self) -> LearningRateSchedule:
+        """The learning-rate schedule these settings describe."""
+        return LearningRateSchedule(
+            self.lr, tuple(self.lr_decay_epochs), self.lr_decay_factor, self.warmup_steps
+        )
+
     def learning_rate(self, epoch: int) -> float:
-        """Learning rate of ``epoch`` (0-based) under the step-decay policy."""
-        decays = sum(1 for milestone in self.lr_decay_epochs if epoch >= milestone)
-        return self.lr / self.lr_decay_factor**decays
+        """Learning rate of ``epoch`` (0-based) under the step-decay policy, after any warm-up."""
+        return self.schedule.at(epoch, self.warmup_steps)
 
 
 @dataclass
@@ -139,10 +152,6 @@ def default_collate_to(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, DistributedDataParallel) else model
-
-
 class Trainer:
     """Train ``model`` on ``dataset`` with ``loss_fn``, writing checkpoints under ``output_dir``.
 
@@ -158,6 +167,9 @@ class Trainer:
         epoch_hook: called as ``hook(model, epoch, epochs)`` at every epoch start;
             default :func:`bidrn.binary.set_progress`.
         collate_fn: DataLoader collation (default: torch's, which stacks nested dicts).
+        extra_terms: ``(images, output) -> {term: scalar}`` added to the loss (e.g. distillation).
+        validate: ``model -> {name: value}`` run every ``config.validate_every_steps`` steps (the model
+            is put back in training mode afterwards), e.g. held-out MPVPE and loss.
     """
 
     def __init__(
@@ -171,18 +183,28 @@ class Trainer:
         context: DistributedContext | None = None,
         epoch_hook: EpochHook = set_progress,
         collate_fn: Callable | None = None,
+        extra_terms: ExtraTerms | None = None,
+        validate: Callable[[nn.Module], dict[str, float]] | None = None,
     ) -> None:
+        if config.batch_size < 1 or config.epochs < 1:
+            raise BidrnError(
+                f"batch size and epochs must be positive, got {config.batch_size} and {config.epochs}"
+            )
         self.config = config
         self.context = context or init_distributed()
         self.output_dir = Path(output_dir)
         self.model_info = dict(model_info or {})
         self.loss_fn = loss_fn
+        self.extra_terms = extra_terms
+        self.validate = validate
         self.epoch_hook = epoch_hook
         self.dataset = dataset
         self.collate_fn = collate_fn
         seed_everything(config.seed)
         self.model = model.to(self.context.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.optimization = Optimization(
+            self.model, config.schedule, self.context.device, config.amp, config.grad_clip_norm
+        )
         self.sampler = ResumableDistributedSampler(
             dataset,
             num_replicas=self.context.world_size,
@@ -196,21 +218,22 @@ class Trainer:
                 f"per process on {self.context.world_size} process(es)"
             )
         self.steps_per_epoch = len(self.sampler) // config.batch_size
-        use_cuda = self.context.device.type == "cuda"
-        self.amp_dtype: torch.dtype | None = None
-        if config.amp and use_cuda:
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.epoch = 0
         self.step_in_epoch = 0
         self.global_step = 0
         self.train_model: nn.Module = self.model
         if self.context.is_distributed:
+            use_cuda = self.context.device.type == "cuda"
             self.train_model = DistributedDataParallel(
                 self.model,
                 device_ids=[self.context.local_rank] if use_cuda else None,
                 find_unused_parameters=config.find_unused_parameters,
             )
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The Adam optimizer (owned by :attr:`optimization`)."""
+        return self.optimization.optimizer
 
     # -- checkpoints -----------------------------------------------------------------------------
     @property
@@ -223,7 +246,7 @@ class Trainer:
         stem = self.checkpoint_dir / name
         if not self.context.is_main:
             return stem
-        optimizer_document, optimizer_tensors = optimizer_to_files(self.optimizer)
+        optimization_document, optimization_tensors = self.optimization.state()
         rng_document, rng_tensors = capture_rng_state()
         info = {
             **self.model_info,
@@ -232,11 +255,10 @@ class Trainer:
             "step_in_epoch": self.step_in_epoch,
             "global_step": self.global_step,
             "world_size": self.context.world_size,
-            "optimizer": optimizer_document,
-            "grad_scaler": self.scaler.state_dict(),
+            **optimization_document,
             "rng": rng_document,
         }
-        save_checkpoint(stem, self.model, info, state={**optimizer_tensors, **rng_tensors})
+        save_checkpoint(stem, self.model, info, state={**optimization_tensors, **rng_tensors})
         return stem
 
     def resume(self, path: str | Path) -> None:
@@ -244,15 +266,29 @@ class Trainer:
         checkpoint = load_checkpoint(path)
         if not checkpoint.state or "optimizer" not in checkpoint.info:
             raise BidrnError(f"{path}: holds weights only, cannot resume training (use --init-from)")
-        load_weights_into(self.model, checkpoint, path)
-        optimizer_from_files(self.optimizer, checkpoint.info["optimizer"], checkpoint.state)
-        if checkpoint.info.get("grad_scaler"):
-            self.scaler.load_state_dict(checkpoint.info["grad_scaler"])
-        restore_rng_state(checkpoint.info["rng"], checkpoint.state)
-        self.epoch = int(checkpoint.info["epoch"])
-        self.step_in_epoch = int(checkpoint.info["step_in_epoch"])
-        self.global_step = int(checkpoint.info["global_step"])
-        saved_world = int(checkpoint.info.get("world_size", 1))
+        if not checkpoint.verified:
+            raise BidrnError(
+                f"{path}: written by an older bidrn whose three checkpoint files cannot be checked "
+                "against each other; resuming from it is refused (use --init-from to start from its weights)"
+            )
+        info = checkpoint.info
+        try:
+            counters = {name: int(info[name]) for name in ("epoch", "step_in_epoch", "global_step")}
+            load_weights_into(self.model, checkpoint, path)
+            self.optimization.load_state(info, checkpoint.state)
+            restore_rng_state(info["rng"], checkpoint.state)
+        except (KeyError, TypeError, ValueError, IndexError) as error:
+            if isinstance(error, InputFileError):
+                raise
+            raise InputFileError(
+                path, f"checkpoint training state is incomplete or malformed ({error!r})"
+            ) from None
+        if not 0 <= counters["step_in_epoch"] <= self.steps_per_epoch:
+            raise InputFileError(path, f"step {counters['step_in_epoch']} does not fit an epoch of this data")
+        self.epoch, self.step_in_epoch, self.global_step = (
+            counters["epoch"], counters["step_in_epoch"], counters["global_step"]
+        )  # fmt: skip
+        saved_world = int(info.get("world_size", 1))
         if saved_world != self.context.world_size and self.step_in_epoch and self.context.is_main:
             print(
                 f"bidrn train: resuming mid-epoch with {self.context.world_size} processes instead of "
@@ -261,17 +297,19 @@ class Trainer:
             )
 
     def initialize_from(self, path: str | Path) -> tuple[list[str], list[str]]:
-        """Load matching weights from a checkpoint (e.g. a full-precision model) before training.
+        """Start from a checkpoint's weights, e.g. a trained full-precision model for a binarized one.
+
+        Matching tensors are copied and BiDRN's branch convolutions take their share of the
+        full-precision ones (:func:`bidrn.nets.transfer.transfer_weights`).
 
         Returns:
-            ``(missing_keys, unexpected_keys)`` of the non-strict load.
+            ``(missing_keys, unused_keys)``: model tensors left at their initialisation, and
+            checkpoint tensors used nowhere.
         """
         checkpoint = load_checkpoint(path, with_state=False)
-        own = self.model.state_dict()
-        fitting = {k: v for k, v in checkpoint.weights.items() if k in own and own[k].shape == v.shape}
-        result = self.model.load_state_dict(fitting, strict=False)
-        unexpected = sorted(set(checkpoint.weights) - set(fitting))
-        return list(result.missing_keys), unexpected
+        state, unused = transfer_weights(checkpoint.weights, self.model)
+        result = self.model.load_state_dict(state, strict=False)
+        return list(result.missing_keys), unused
 
     # -- training ---------------------------------------------------------------------------------
     def _loader(self) -> DataLoader:
@@ -296,107 +334,85 @@ class Trainer:
 
     def _step(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         batch = default_collate_to(batch, self.context.device)
-        if self.amp_dtype is None:
-            output = self.train_model(batch["inputs"]["img"])
-            terms = self.loss_fn(output, batch["targets"], batch["meta_info"])
-        else:
-            with torch.autocast(device_type="cuda", dtype=self.amp_dtype):
-                output = self.train_model(batch["inputs"]["img"])
-            with torch.autocast(device_type="cuda", enabled=False):  # losses in float32
-                terms = self.loss_fn(output, batch["targets"], batch["meta_info"])
+        images = batch["inputs"]["img"]
+        with self.optimization.autocast():
+            output = self.train_model(images)
+        terms = self.loss_fn(output, batch["targets"], batch["meta_info"])
+        if self.extra_terms is not None:
+            terms.update(self.extra_terms(images, output))
         total = sum(terms.values())
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(total).backward()
-        if self.config.grad_clip_norm is not None:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip_norm)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        self.optimization.step(total, self.epoch, self.global_step)
         return {**{k: v.detach() for k, v in terms.items()}, "total": total.detach()}
 
     def fit(self) -> TrainResult:
-        """Train until ``config.epochs`` (or ``config.max_steps``) and return a summary."""
+        """Train until ``config.epochs`` (or ``config.max_steps``) and return a summary.
+
+        Raises:
+            TrainingInterruptedError: after SIGINT/SIGTERM, once the step is done and ``last`` is written.
+            BidrnError: when the loss becomes NaN or infinite.
+        """
         config, context = self.config, self.context
-        log = TrainingLog(self.output_dir, enabled=context.is_main, tensorboard=config.tensorboard)
-        images_per_step = config.batch_size * context.world_size
+        monitor = RunMonitor(
+            self.output_dir,
+            context,
+            images_per_step=config.batch_size * context.world_size,
+            log_every_steps=config.log_every_steps,
+            total_steps=config.epochs * self.steps_per_epoch,
+            done_steps=self.epoch * self.steps_per_epoch + self.step_in_epoch,
+            progress_bar=config.progress_bar,
+            tensorboard=config.tensorboard,
+        )
         started = time.perf_counter()
         steps_this_call = 0
-        last_losses: dict[str, float] = {}
         stem: Path | None = None
-        bar = tqdm(
-            total=config.epochs * self.steps_per_epoch,
-            initial=self.epoch * self.steps_per_epoch + self.step_in_epoch,
-            disable=not (config.progress_bar and context.is_main),
-            unit="step",
-            dynamic_ncols=True,
-        )
-        try:
+        with monitor, StopRequests() as stops:
+            if self.global_step == 0:
+                self._validate(monitor)
             while self.epoch < config.epochs:
-                for group in self.optimizer.param_groups:
-                    group["lr"] = config.learning_rate(self.epoch)
                 self.epoch_hook(self.model, self.epoch, config.epochs)
                 self.train_model.train()
-                window: dict[str, torch.Tensor] = {}
-                window_steps, window_start, data_time = 0, time.perf_counter(), 0.0
-                fetch_start = time.perf_counter()
+                monitor.start_window()
                 for batch in self._loader():
-                    data_time += time.perf_counter() - fetch_start
+                    monitor.data_ready()
                     terms = self._step(batch)
                     self.step_in_epoch += 1
                     self.global_step += 1
                     steps_this_call += 1
-                    window_steps += 1
-                    for name, value in terms.items():
-                        window[name] = window.get(name, 0.0) + value
-                    bar.update(1)
-                    stopping = config.max_steps is not None and self.global_step >= config.max_steps
-                    if window_steps == config.log_every_steps or self.step_in_epoch == self.steps_per_epoch:
-                        elapsed = time.perf_counter() - window_start
-                        last_losses = self._log_window(log, window, window_steps, elapsed, data_time)
-                        bar.set_postfix(
-                            loss=f"{last_losses['total']:.4f}",
-                            img_s=f"{window_steps * images_per_step / max(elapsed, 1e-9):.1f}",
-                        )
-                        window, window_steps, data_time = {}, 0, 0.0
-                        window_start = time.perf_counter()
+                    end_of_epoch = self.step_in_epoch == self.steps_per_epoch
+                    monitor.record(
+                        terms, self.global_step, self.epoch, self.optimization.lr, flush=end_of_epoch
+                    )
+                    if config.validate_every_steps and self.global_step % config.validate_every_steps == 0:
+                        self._validate(monitor)
                     if (
                         config.checkpoint_every_steps
                         and self.global_step % config.checkpoint_every_steps == 0
                     ):
                         stem = self.save()
-                    if stopping:
-                        if self.step_in_epoch == self.steps_per_epoch:
+                    interrupted = any_rank(stops.requested, context)
+                    if interrupted or (config.max_steps is not None and self.global_step >= config.max_steps):
+                        if end_of_epoch:
                             self.epoch, self.step_in_epoch = self.epoch + 1, 0
                         stem = self.save()
-                        return self._result(started, steps_this_call, last_losses, stem)
-                    fetch_start = time.perf_counter()
-                self.epoch += 1
-                self.step_in_epoch = 0
+                        if interrupted:
+                            raise TrainingInterruptedError(
+                                f"stopped by a signal after step {self.global_step}; checkpoint {stem} "
+                                "written (continue with --resume auto)"
+                            )
+                        return self._result(started, steps_this_call, monitor.last_losses, stem)
+                    monitor.waiting_for_data()
+                self.epoch, self.step_in_epoch = self.epoch + 1, 0
                 stem = self.save()
-            return self._result(started, steps_this_call, last_losses, stem)
-        finally:
-            bar.close()
-            log.close()
+            return self._result(started, steps_this_call, monitor.last_losses, stem)
 
-    def _log_window(
-        self,
-        log: TrainingLog,
-        window: dict[str, torch.Tensor],
-        steps: int,
-        elapsed: float,
-        data_time: float,
-    ) -> dict[str, float]:
-        means = {name: float(value) / steps for name, value in window.items()}
-        means = mean_across_ranks(means, self.context)
-        if not math.isfinite(means["total"]):
-            raise BidrnError(f"training diverged: loss is {means['total']} at step {self.global_step}")
-        images = steps * self.config.batch_size * self.context.world_size
-        scalars = {f"loss/{name}": value for name, value in means.items()}
-        scalars["lr"] = self.optimizer.param_groups[0]["lr"]
-        scalars["throughput/images_per_s"] = images / max(elapsed, 1e-9)
-        scalars["time/data_fraction"] = data_time / max(elapsed, 1e-9)
-        log.write(self.global_step, scalars, epoch=self.epoch)
-        return means
+    def _validate(self, monitor: RunMonitor) -> None:
+        if self.validate is None or not self.config.validate_every_steps:
+            return
+        started = time.perf_counter()
+        scalars = self.validate(self.model)
+        self.train_model.train()
+        monitor.write(self.global_step, scalars, epoch=self.epoch)
+        monitor.exclude(time.perf_counter() - started)  # validation time is not training throughput
 
     def _result(self, started: float, steps: int, losses: dict[str, float], stem: Path | None) -> TrainResult:
         elapsed = time.perf_counter() - started

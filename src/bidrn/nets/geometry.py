@@ -1,10 +1,17 @@
 """Differentiable geometry of the Hand4Whole heads (architecture.md §5).
 
-* :func:`soft_argmax_3d` / :func:`soft_argmax_2d` — expected cell index under a softmax over every cell
+* :func:`soft_argmax_3d` / :func:`soft_argmax_2d` — expected position under a softmax over every cell
   of a joint's heatmap (integral regression, Sun et al. 2018), coordinates ordered (x, y[, z]).
 * :func:`sample_features` — bilinear feature sampling at joint positions given in cell units.
 * :func:`rot6d_to_rotmat` — the 6-D rotation representation (Zhou et al. 2019) to a rotation matrix.
 * :func:`rotmat_to_axis_angle` — rotation matrix to axis-angle through a quaternion.
+
+**Cell units.** Cell ``i`` of a grid spans ``[i, i + 1)``, so its centre is ``i + 0.5`` and a grid of
+``W`` cells covers ``[0, W]``: exactly the units of the data's targets (pixel position / stride). Hand4Whole's
+soft-argmax returns the expected cell *index* instead (the centre of cell ``i`` at ``i``), half a cell off
+its own targets and unable to reach the outer half cells; on its 8×6 body heatmap that costs little, but on
+the 4×3 body and 2×2 hand heatmaps of the small CPU models the predictable range shrinks by a third to
+a half (a 1×1 heatmap could only ever predict 0). Expected positions remove that mismatch at any size.
 """
 
 from __future__ import annotations
@@ -22,13 +29,13 @@ __all__ = [
 ]
 
 
-def _expected_index(probabilities: torch.Tensor, dim: int) -> torch.Tensor:
-    """Expectation of the integer index along ``dim`` of a probability volume (other dims summed)."""
+def _expected_position(probabilities: torch.Tensor, dim: int) -> torch.Tensor:
+    """Expected position along ``dim`` (cell ``i`` centred at ``i + 0.5``) of a probability volume."""
     size = probabilities.shape[dim]
-    index = torch.arange(size, dtype=probabilities.dtype, device=probabilities.device)
+    centres = torch.arange(size, dtype=probabilities.dtype, device=probabilities.device) + 0.5
     shape = [1] * probabilities.dim()
     shape[dim] = size
-    weighted = probabilities * index.view(shape)
+    weighted = probabilities * centres.view(shape)
     return weighted.flatten(2).sum(dim=2)
 
 
@@ -36,34 +43,33 @@ def soft_argmax_3d(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Soft-argmax of 3-D heatmaps ``(B, J, D, H, W)``.
 
     Returns ``(coordinates, probabilities)``: coordinates ``(B, J, 3)`` ordered (x, y, z) in cell units
-    (x in [0, W-1], y in [0, H-1], z in [0, D-1]) and the per-joint softmax over all D·H·W cells, in the
-    heatmaps' shape.
+    (x in [0.5, W - 0.5], y in [0.5, H - 0.5], z in [0.5, D - 0.5]; see the module docstring) and the
+    per-joint softmax over all D·H·W cells, in the heatmaps' shape.
     """
     batch, joints = heatmaps.shape[:2]
     probabilities = F.softmax(heatmaps.reshape(batch, joints, -1), dim=2).reshape(heatmaps.shape)
-    x = _expected_index(probabilities, 4)
-    y = _expected_index(probabilities, 3)
-    z = _expected_index(probabilities, 2)
+    x = _expected_position(probabilities, 4)
+    y = _expected_position(probabilities, 3)
+    z = _expected_position(probabilities, 2)
     return torch.stack((x, y, z), dim=2), probabilities
 
 
 def soft_argmax_2d(heatmaps: torch.Tensor) -> torch.Tensor:
-    """Soft-argmax of 2-D heatmaps ``(B, J, H, W)``: ``(B, J, 2)`` coordinates (x, y) in pixel units."""
+    """Soft-argmax of 2-D heatmaps ``(B, J, H, W)``: ``(B, J, 2)`` positions (x, y) in pixel units."""
     batch, joints = heatmaps.shape[:2]
     probabilities = F.softmax(heatmaps.reshape(batch, joints, -1), dim=2).reshape(heatmaps.shape)
-    return torch.stack((_expected_index(probabilities, 3), _expected_index(probabilities, 2)), dim=2)
+    return torch.stack((_expected_position(probabilities, 3), _expected_position(probabilities, 2)), dim=2)
 
 
 def sample_features(features: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
     """Bilinearly sample ``features (B, C, H, W)`` at ``xy (B, J, 2)`` given in cell units -> ``(B, J, C)``.
 
-    Cell ``i`` sits at normalised coordinate ``2·i/(W-1) - 1`` (``grid_sample`` with
-    ``align_corners=True``), exactly as Hand4Whole samples joint features.
+    Cell ``i``'s value sits at its centre ``i + 0.5`` (``grid_sample`` with ``align_corners=False``);
+    positions beyond the outer centres read the border cells.
     """
     height, width = features.shape[-2:]
-    scale = xy.new_tensor([max(width - 1, 1), max(height - 1, 1)])
-    grid = (2.0 * xy / scale - 1.0).unsqueeze(2)  # (B, J, 1, 2)
-    sampled = F.grid_sample(features, grid, mode="bilinear", align_corners=True)  # (B, C, J, 1)
+    grid = (2.0 * xy / xy.new_tensor([width, height]) - 1.0).unsqueeze(2)  # (B, J, 1, 2)
+    sampled = F.grid_sample(features, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return sampled.squeeze(3).transpose(1, 2)
 
 

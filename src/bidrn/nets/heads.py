@@ -19,7 +19,13 @@ __all__ = [
     "PositionNet",
     "conv_bn_relu",
     "init_head_weights",
+    "init_rotation_bias",
 ]
+
+IDENTITY_6D = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
+"""The identity rotation in the 6-D representation (:func:`bidrn.nets.geometry.rot6d_to_rotmat`)."""
+FACING_CAMERA_6D = (1.0, 0.0, 0.0, -1.0, 0.0, 0.0)
+"""A half turn about x: an upright body (SMPL-X y up) facing a camera whose y axis points down."""
 
 
 def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -41,6 +47,17 @@ def init_head_weights(module: nn.Module) -> None:
         elif isinstance(child, nn.BatchNorm2d):
             nn.init.ones_(child.weight)
             nn.init.zeros_(child.bias)
+
+
+def init_rotation_bias(layer: nn.Linear, rotation6d: tuple[float, ...]) -> None:
+    """Start every 6-D rotation ``layer`` outputs at ``rotation6d`` (its bias, repeated per rotation).
+
+    Hand4Whole's N(0, 0.01) weights and zero biases make the first 6-D outputs tiny random vectors,
+    which Gram–Schmidt turns into uniformly random rotations; starting at the rest pose (and the root
+    at an upright body facing the camera) spares the network from unlearning that noise.
+    """
+    with torch.no_grad():
+        layer.bias.copy_(torch.tensor(rotation6d).repeat(layer.out_features // 6))
 
 
 class PositionNet(nn.Module):
@@ -78,6 +95,7 @@ class HandRotationNet(nn.Module):
         self.reduce = conv_bn_relu(in_channels, hidden)
         self.pose = nn.Linear(joints * (hidden + 3), rotations * 6)
         init_head_weights(self)
+        init_rotation_bias(self.pose, IDENTITY_6D)
 
     def forward(self, features: torch.Tensor, joints: torch.Tensor) -> torch.Tensor:
         """Hand feature map and (detached) hand joints -> (B, 15, 6) 6-D rotations."""
@@ -114,6 +132,8 @@ class BodyRotationNet(nn.Module):
         self.root_pose = nn.Linear(tokens, 6)
         self.body_pose = nn.Linear(tokens, body_rotations * 6)
         init_head_weights(self)
+        init_rotation_bias(self.root_pose, FACING_CAMERA_6D)
+        init_rotation_bias(self.body_pose, IDENTITY_6D)
 
     def forward(
         self,
@@ -150,6 +170,7 @@ class FaceRegressor(nn.Module):
         self.expression = nn.Linear(in_channels, expression_params)
         self.jaw_pose = nn.Linear(in_channels, 6)
         init_head_weights(self)
+        init_rotation_bias(self.jaw_pose, IDENTITY_6D)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Face feature map -> (expression (B, 10), jaw (B, 6))."""

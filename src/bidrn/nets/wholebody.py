@@ -9,16 +9,17 @@ size; no mean/std normalisation) and returns a :class:`WholeBodyOutput`:
    (detached), scaled ×2 to crop pixels; RoI-align of the two hands and the face from the crop;
 4. left-hand crops are mirrored so the hand encoder only sees right hands; hand PositionNet -> 20
    joints per hand, hand RotationNet -> 15 finger rotations (6D) per hand;
-5. un-mirroring of the left hand: joints x -> W_h - 1 - x, feature maps flipped back, axis-angle
+5. un-mirroring of the left hand: joints x -> W_h - x, feature maps flipped back, axis-angle
    (x, y, z) -> (x, -y, -z);
 6. body RotationNet (body joints and the hands' 4 MCP joints) -> root, 21 body rotations, shape,
    camera; FaceRegressor -> expression and jaw;
 7. with a body model attached (:meth:`WholeBodyNet.attach_body_model`): SMPL-X mesh and the 137
    supervision joints, made relative per part, and their projections.
 
-Units. ``joint_img``: body joints in body-heatmap cells (x in [0, W-1], y in [0, H-1], z in [0, D-1];
-8×8×6 at paper size), hand joints in their own hand-crop heatmap cells (8×8×8), as Hand4Whole's loss
-expects. Boxes: ``*_bbox`` are the xyxy boxes actually cropped, in crop pixels (detached);
+Units. ``joint_img``: body joints in body-heatmap cells (cell ``i`` spans ``[i, i + 1)``: x in [0, W],
+y in [0, H], z in [0, D]; 8×8×6 at paper size), hand joints in their own hand-crop heatmap cells (8×8×8),
+the units of the data's targets (:mod:`bidrn.nets.geometry` explains why not Hand4Whole's cell indices).
+Boxes: ``*_bbox`` are the xyxy boxes actually cropped, in crop pixels (detached);
 ``*_bbox_center`` / ``*_bbox_size`` are BoxNet's raw outputs in body-heatmap cells (the box loss).
 Camera: a virtual pinhole camera of the canonical 256×192 body image (focal 5000 px, principal point
 at its centre); ``cam_trans = (t_x, t_y, k·sigmoid(γ))`` in metres with
@@ -125,7 +126,7 @@ class WholeBodyOutput:
     face_bbox_size: torch.Tensor
     """(B, 2) face size."""
     mesh_cam: torch.Tensor | None = None
-    """(B, V, 3) SMPL-X vertices plus ``cam_trans`` (m)."""
+    """(B, V, 3) SMPL-X vertices plus ``cam_trans`` (m); not computed in training mode."""
     joint_cam: torch.Tensor | None = None
     """(B, 137, 3) supervision joints: body pelvis-relative, hands wrist-relative, face neck-relative."""
     joint_proj: torch.Tensor | None = None
@@ -240,11 +241,15 @@ class WholeBodyNet(nn.Module):
         return (torch.cat((hands, face), dim=1) * 2.0).detach()  # body input -> crop pixels
 
     def _unmirror_joints(self, joints: torch.Tensor) -> torch.Tensor:
-        """Left-hand joints found on the mirrored crop, back in the un-mirrored crop (x -> W - 1 - x)."""
-        return torch.cat((self.hand_heatmap[1] - 1 - joints[..., :1], joints[..., 1:]), dim=-1)
+        """Left-hand joints found on the mirrored crop, back in the un-mirrored crop (x -> W - x)."""
+        return torch.cat((self.hand_heatmap[1] - joints[..., :1], joints[..., 1:]), dim=-1)
 
-    def forward(self, images: torch.Tensor) -> WholeBodyOutput:
-        """Run the whole pipeline on person crops (B, 3, 2·H_b, 2·W_b) in [0, 1]."""
+    def forward(self, images: torch.Tensor, with_mesh: bool | None = None) -> WholeBodyOutput:
+        """Run the whole pipeline on person crops (B, 3, 2·H_b, 2·W_b) in [0, 1].
+
+        With a body model attached, ``with_mesh`` chooses whether ``mesh_cam`` is computed (the joints
+        always are); by default it is in eval mode and skipped in training mode, where no loss reads it.
+        """
         config = self.config
         batch = images.shape[0]
         if tuple(images.shape[1:]) != (3, *config.crop_input):
@@ -302,15 +307,19 @@ class WholeBodyNet(nn.Module):
             face_bbox_size=boxes.sizes[:, 2],
         )
         if self.body_model is not None:
-            self._add_mesh(output)
+            self._add_mesh(output, with_mesh=not self.training if with_mesh is None else with_mesh)
         return output
 
-    def _add_mesh(self, output: WholeBodyOutput) -> None:
-        """Run the body model and fill ``mesh_cam``, ``joint_cam`` and ``joint_proj`` (architecture.md §5)."""
+    def _add_mesh(self, output: WholeBodyOutput, with_mesh: bool) -> None:
+        """Body model -> ``joint_cam``, ``joint_proj`` and, ``with_mesh``, ``mesh_cam`` (architecture.md §5).
+
+        Without the mesh only the joints' vertices are skinned (:class:`bidrn.body.SMPLXLayer`).
+        """
         assert self._body_model is not None
         body_model = self._body_model.to(output.shape.device)
         zeros = torch.zeros_like(output.jaw_pose)
         smplx = body_model(
+            with_vertices=with_mesh,
             betas=output.shape,
             global_orient=output.root_pose,
             body_pose=output.body_pose,
@@ -323,7 +332,8 @@ class WholeBodyNet(nn.Module):
         )
         joints = smplx.supervision_joints
         output.joint_proj = project_joints(joints, output.cam_trans, self.body_heatmap)
-        output.mesh_cam = smplx.vertices + output.cam_trans[:, None, :]
+        if smplx.vertices is not None:
+            output.mesh_cam = smplx.vertices + output.cam_trans[:, None, :]
         relative = joints - joints[:, BODY_ROOT : BODY_ROOT + 1]
         parts = (
             relative[:, BODY_SLICE],

@@ -25,9 +25,9 @@ import torch
 
 from bidrn.data import geometry
 from bidrn.data.dataset import DataOptions, Problems, RecordDataset, filter_records
-from bidrn.data.real.common import coco_index, first_missing, load_json, xywh_to_xyxy
+from bidrn.data.real.common import MALFORMED, coco_index, first_missing, inside, load_json, xywh_to_xyxy
 from bidrn.data.sample import NUM_JOINTS, NUM_ROTATIONS, PersonRecord, SMPLXParams, empty_joints
-from bidrn.errors import InputFileError
+from bidrn.errors import InputFileError, one_line
 
 AGORA_PARAM_KEYS = ("global_orient", "body_pose", "jaw_pose", "left_hand_pose", "right_hand_pose",
                     "betas", "expression", "transl")  # fmt: skip
@@ -55,7 +55,7 @@ def read_agora_params(path: Path) -> SMPLXParams:
             trans=raw["transl"],
         )
     except (ValueError, TypeError) as error:
-        raise InputFileError(path, f"bad SMPL-X parameters ({error})") from None
+        raise InputFileError(path, f"bad SMPL-X parameters ({one_line(error)})") from None
 
 
 class AGORA(RecordDataset):
@@ -103,12 +103,14 @@ class AGORA(RecordDataset):
                 records.append(self._record(ann_id, ann, image))
             except InputFileError as error:
                 problems.report(error.path, f"{context}: {error.problem}")
+            except MALFORMED as error:
+                problems.report(ann_path, f"{context}: malformed annotation ({one_line(error)})")
         super().__init__(filter_records(records, options, problems), options, body_model, "AGORA")
         self.skipped = problems.skipped
 
     def _record(self, ann_id: int, ann: dict[str, Any], image: dict[str, Any]) -> PersonRecord:
-        params = read_agora_params(self.root / ann["smplx_param_path"])
-        cam_path = self.root / ann["cam_param_path"]
+        params = read_agora_params(inside(self.root, ann["smplx_param_path"], "smplx_param_path"))
+        cam_path = inside(self.root, ann["cam_param_path"], "cam_param_path")
         cam = load_json(cam_path)
         if not isinstance(cam, dict) or first_missing(cam, ("focal", "princpt")) is not None:
             raise InputFileError(cam_path, "missing key 'focal' or 'princpt'")
@@ -125,7 +127,7 @@ class AGORA(RecordDataset):
             }
             bbox = np.array([0.0, 0.0, size[1], size[0]])
         else:
-            image_path = self.root / image["file_name_1280x720"]
+            image_path = inside(self.root, image["file_name_1280x720"], "file_name_1280x720")
             size = (720, 1280)
             focal, princpt = focal / LOW_RES_FACTOR, princpt / LOW_RES_FACTOR
             boxes = {k: None if b is None else b / LOW_RES_FACTOR for k, b in boxes.items()}
@@ -158,11 +160,15 @@ class AGORA(RecordDataset):
 
     def _crop(self, file_name: str, person_id: int) -> tuple[Path, tuple[int, int], np.ndarray]:
         """Path, size and original->crop affine of one pre-cropped person."""
-        original = Path(file_name)
+        if not isinstance(person_id, int) or isinstance(person_id, bool):
+            raise ValueError(f"'person_id' must be an integer, got {str(person_id)[:40]!r}")
+        original = inside(self.root, file_name, "file_name_3840x2160").relative_to(self.root)
         folder = self.root / original.parent.parent / f"{original.parent.name}_crop"
         image_path = folder / f"{original.stem}_person_id_{person_id}.png"
         meta_path = image_path.with_suffix(".json")
         meta = load_json(meta_path)
+        if not isinstance(meta, dict):
+            raise InputFileError(meta_path, "expected a JSON object")
         key = "affine_mat" if "affine_mat" in meta else "img2bb_trans"
         missing = first_missing(meta, (key, "resized_height", "resized_width"))
         if missing is not None:

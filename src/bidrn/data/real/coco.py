@@ -24,8 +24,19 @@ import torch
 
 from bidrn.body import joint_sets
 from bidrn.data.dataset import DataOptions, Problems, RecordDataset, filter_records
-from bidrn.data.real.common import coco_index, first_missing, load_json, parse_smplx_param, xywh_to_xyxy
+from bidrn.data.real.common import (
+    MALFORMED,
+    box_xywh,
+    coco_index,
+    first_missing,
+    image_size,
+    inside,
+    load_json_object,
+    parse_smplx_param,
+    xywh_to_xyxy,
+)
 from bidrn.data.sample import PersonRecord, map_joints_by_name
+from bidrn.errors import one_line
 
 COCO_BODY_NAMES: tuple[str, ...] = (
     "Nose", "L_Eye", "R_Eye", "L_Ear", "R_Ear", "L_Shoulder", "R_Shoulder", "L_Elbow", "R_Elbow",
@@ -112,7 +123,8 @@ class COCOWholeBody(RecordDataset):
         ann_path = self.root / "annotations" / f"coco_wholebody_{split}_v1.0.json"
         index = coco_index(ann_path)
         fits_path = self.root / "annotations" / "MSCOCO_train_SMPLX_all_NeuralAnnot.json"
-        fits = load_json(fits_path) if split == "train" and fits_path.is_file() else {}
+        fits = load_json_object(fits_path) if split == "train" and fits_path.is_file() else {}
+        images_folder = self.root / "images" / f"{split}2017"
         records = []
         for ann_id, ann in index.anns.items():
             context = f"annotation {ann_id}"
@@ -129,21 +141,21 @@ class COCOWholeBody(RecordDataset):
                 continue
             try:
                 joints, valid = wholebody_to_joints(ann)
-            except ValueError as error:
-                problems.report(ann_path, f"{context}: malformed keypoints ({error})")
+                record = PersonRecord(
+                    image_path=inside(images_folder, image["file_name"], "file_name"),
+                    image_size=image_size(image),
+                    bbox=box_xywh(ann["bbox"]),
+                    joints_2d=joints,
+                    joints_2d_valid=valid,
+                    lhand_box=xywh_to_xyxy(ann.get("lefthand_box")) if ann.get("lefthand_valid") else None,
+                    rhand_box=xywh_to_xyxy(ann.get("righthand_box")) if ann.get("righthand_valid") else None,
+                    face_box=xywh_to_xyxy(ann.get("face_box")) if ann.get("face_valid") else None,
+                    dataset="MSCOCO",
+                    ann_id=ann_id,
+                )
+            except MALFORMED as error:
+                problems.report(ann_path, f"{context}: malformed annotation ({one_line(error)})")
                 continue
-            record = PersonRecord(
-                image_path=self.root / "images" / f"{split}2017" / image["file_name"],
-                image_size=(int(image["height"]), int(image["width"])),
-                bbox=np.asarray(ann["bbox"], dtype=np.float64),
-                joints_2d=joints,
-                joints_2d_valid=valid,
-                lhand_box=xywh_to_xyxy(ann.get("lefthand_box")) if ann.get("lefthand_valid") else None,
-                rhand_box=xywh_to_xyxy(ann.get("righthand_box")) if ann.get("righthand_valid") else None,
-                face_box=xywh_to_xyxy(ann.get("face_box")) if ann.get("face_valid") else None,
-                dataset="MSCOCO",
-                ann_id=ann_id,
-            )
             fit_raw = fits.get(str(ann_id))
             if isinstance(fit_raw, dict):
                 fit = parse_smplx_param(fit_raw, fits_path, context, problems)

@@ -21,9 +21,17 @@ import torch
 
 from bidrn.data import geometry
 from bidrn.data.dataset import DataOptions, Problems, RecordDataset, filter_records
-from bidrn.data.real.common import coco_index, first_missing, xywh_to_xyxy
+from bidrn.data.real.common import (
+    MALFORMED,
+    box_xywh,
+    coco_index,
+    first_missing,
+    image_size,
+    inside,
+    xywh_to_xyxy,
+)
 from bidrn.data.sample import PersonRecord, empty_joints
-from bidrn.errors import InputFileError
+from bidrn.errors import InputFileError, one_line, require_regular_file
 
 EHF_MESH_ROTATION = geometry.axis_angle_to_matrix(np.array([-2.98747896, 0.01172457, -0.05704687]))
 """Rotation taking EHF's ``*_align.ply`` meshes into the camera frame (architecture.md §8)."""
@@ -31,10 +39,23 @@ EHF_MESH_ROTATION = geometry.axis_angle_to_matrix(np.array([-2.98747896, 0.01172
 
 def read_ply_vertices(path: Path) -> np.ndarray:
     """``(V, 3)`` vertex positions of an ASCII or little-endian binary PLY file."""
+    if not Path(path).exists():
+        raise InputFileError(path, "ground-truth mesh is missing")
+    require_regular_file(path, "PLY mesh")
     try:
         raw = Path(path).read_bytes()
     except OSError as error:
-        raise InputFileError(path, f"cannot read mesh ({error.strerror or error})") from None
+        raise InputFileError(path, f"cannot read mesh ({one_line(error.strerror or error)})") from None
+    try:
+        return _parse_ply(raw, path)
+    except (ValueError, KeyError, IndexError) as error:
+        if isinstance(error, InputFileError):
+            raise
+        raise InputFileError(path, f"malformed PLY file ({one_line(error)})") from None
+
+
+def _parse_ply(raw: bytes, path: Path) -> np.ndarray:
+    """The vertex positions of a PLY file's bytes (ValueError / KeyError / IndexError when malformed)."""
     end = raw.find(b"end_header")
     if not raw.startswith(b"ply") or end < 0:
         raise InputFileError(path, "not a PLY file (no 'ply' magic or 'end_header')")
@@ -97,20 +118,23 @@ class EHF(RecordDataset):
                 problems.report(ann_path, f"{context}: missing key '{missing}'")
                 continue
             joints, valid = empty_joints(2)
-            records.append(
-                PersonRecord(
-                    image_path=self.root / "data" / image["file_name"],
-                    image_size=(int(image["height"]), int(image["width"])),
-                    bbox=np.asarray(ann["body_bbox"], dtype=np.float64),
-                    joints_2d=joints,
-                    joints_2d_valid=valid,
-                    lhand_box=xywh_to_xyxy(ann["lefthand_bbox"]),
-                    rhand_box=xywh_to_xyxy(ann["righthand_bbox"]),
-                    face_box=xywh_to_xyxy(ann["face_bbox"]),
-                    dataset="EHF",
-                    ann_id=ann_id,
+            try:
+                records.append(
+                    PersonRecord(
+                        image_path=inside(self.root / "data", image["file_name"], "file_name"),
+                        image_size=image_size(image),
+                        bbox=box_xywh(ann["body_bbox"]),
+                        joints_2d=joints,
+                        joints_2d_valid=valid,
+                        lhand_box=xywh_to_xyxy(ann["lefthand_bbox"]),
+                        rhand_box=xywh_to_xyxy(ann["righthand_bbox"]),
+                        face_box=xywh_to_xyxy(ann["face_bbox"]),
+                        dataset="EHF",
+                        ann_id=ann_id,
+                    )
                 )
-            )
+            except MALFORMED as error:
+                problems.report(ann_path, f"{context}: malformed annotation ({one_line(error)})")
         super().__init__(filter_records(records, options, problems), options, None, "EHF")
         self.skipped = problems.skipped
 

@@ -29,13 +29,18 @@ import torch
 from bidrn.data import geometry
 from bidrn.data.dataset import DataOptions, Problems, RecordDataset, filter_records
 from bidrn.data.real.common import (
+    MALFORMED,
     apply_body_only_fit_rules,
+    box_xywh,
     coco_index,
     first_missing,
-    load_json,
+    image_size,
+    inside,
+    load_json_object,
     parse_smplx_param,
 )
 from bidrn.data.sample import PersonRecord, SMPLXParams, map_joints_by_name
+from bidrn.errors import one_line
 
 H36M_JOINT_NAMES: tuple[str, ...] = (
     "Pelvis", "R_Hip", "R_Knee", "R_Ankle", "L_Hip", "L_Knee", "L_Ankle", "Torso", "Neck", "Head",
@@ -121,11 +126,11 @@ class Human36M(RecordDataset):
         data_path = folder / f"Human36M_subject{subject}_data.json"
         index = coco_index(data_path)
         cameras_path = folder / f"Human36M_subject{subject}_camera.json"
-        cameras = load_json(cameras_path)
+        cameras = load_json_object(cameras_path)
         joints_path = folder / f"Human36M_subject{subject}_joint_3d.json"
-        joints_3d = load_json(joints_path)
+        joints_3d = load_json_object(joints_path)
         fits_path = folder / f"Human36M_subject{subject}_SMPLX_NeuralAnnot.json"
-        fits = load_json(fits_path) if fits_path.is_file() else {}
+        fits = load_json_object(fits_path) if fits_path.is_file() else {}
 
         records = []
         for ann_id, ann in index.anns.items():
@@ -139,6 +144,12 @@ class Human36M(RecordDataset):
             )
             if missing is not None:
                 problems.report(data_path, f"{context}: missing key '{missing}'")
+                continue
+            if not all(
+                isinstance(image[key], int) and not isinstance(image[key], bool)
+                for key in ("action_idx", "subaction_idx", "frame_idx", "cam_idx")
+            ):
+                problems.report(data_path, f"{context}: action, subaction, frame and camera must be integers")
                 continue
             if image["frame_idx"] % plan.frame_stride != 0:
                 continue
@@ -158,9 +169,12 @@ class Human36M(RecordDataset):
                 )
                 continue
             fit = _nested(fits, key)
-            records.append(
-                self._record(ann_id, ann, image, camera, world, fit, fits_path, problems, body_model)
-            )
+            try:
+                records.append(
+                    self._record(ann_id, ann, image, camera, world, fit, fits_path, problems, body_model)
+                )
+            except MALFORMED as error:
+                problems.report(data_path, f"{context}: malformed annotation or camera ({one_line(error)})")
         return records
 
     def _record(
@@ -184,9 +198,9 @@ class Human36M(RecordDataset):
         joints_3d, valid = map_joints_by_name(H36M_JOINT_NAMES, cam, np.ones(len(H36M_JOINT_NAMES)))
         joints_2d = geometry.project(np.where(valid[:, None], joints_3d, [0.0, 0.0, 1.0]), focal, princpt)
         record = PersonRecord(
-            image_path=self.root / "images" / image["file_name"],
-            image_size=(int(image["height"]), int(image["width"])),
-            bbox=np.asarray(ann["bbox"], dtype=np.float64),
+            image_path=inside(self.root / "images", image["file_name"], "file_name"),
+            image_size=image_size(image),
+            bbox=box_xywh(ann["bbox"]),
             joints_2d=joints_2d,
             joints_2d_valid=valid,
             joints_3d=joints_3d,

@@ -19,13 +19,18 @@ import torch
 
 from bidrn.data.dataset import DataOptions, Problems, RecordDataset, filter_records
 from bidrn.data.real.common import (
+    MALFORMED,
     apply_body_only_fit_rules,
+    box_xywh,
     coco_index,
     first_missing,
-    load_json,
+    image_size,
+    inside,
+    load_json_object,
     parse_smplx_param,
 )
 from bidrn.data.sample import PersonRecord, map_joints_by_name
+from bidrn.errors import one_line
 
 MPII_JOINT_NAMES: tuple[str, ...] = (
     "R_Ankle", "R_Knee", "R_Hip", "L_Hip", "L_Knee", "L_Ankle", "Pelvis", "Thorax", "Neck",
@@ -52,7 +57,7 @@ class MPII(RecordDataset):
         ann_path = self.root / "data" / "annotations" / "train.json"
         index = coco_index(ann_path)
         fits_path = self.root / "data" / "annotations" / "MPII_train_SMPLX_NeuralAnnot.json"
-        fits = load_json(fits_path) if fits_path.is_file() else {}
+        fits = load_json_object(fits_path) if fits_path.is_file() else {}
         records = []
         for ann_id, ann in index.anns.items():
             context = f"annotation {ann_id}"
@@ -63,22 +68,30 @@ class MPII(RecordDataset):
             if missing is not None:
                 problems.report(ann_path, f"{context}: missing key '{missing}'")
                 continue
-            keypoints = np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1, 3)
+            try:
+                keypoints = np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1, 3)
+            except MALFORMED as error:
+                problems.report(ann_path, f"{context}: malformed keypoints ({one_line(error)})")
+                continue
             if len(keypoints) != len(MPII_JOINT_NAMES):
                 problems.report(ann_path, f"{context}: expected 16 keypoints, found {len(keypoints)}")
                 continue
             if ann.get("iscrowd", 0) or not np.any(keypoints[:, 2] > 0):
                 continue
             joints, valid = map_joints_by_name(MPII_JOINT_NAMES, keypoints[:, :2], keypoints[:, 2] > 0)
-            record = PersonRecord(
-                image_path=self.root / "data" / image["file_name"],
-                image_size=(int(image["height"]), int(image["width"])),
-                bbox=np.asarray(ann["bbox"], dtype=np.float64),
-                joints_2d=joints,
-                joints_2d_valid=valid,
-                dataset="MPII",
-                ann_id=ann_id,
-            )
+            try:
+                record = PersonRecord(
+                    image_path=inside(self.root / "data", image["file_name"], "file_name"),
+                    image_size=image_size(image),
+                    bbox=box_xywh(ann["bbox"]),
+                    joints_2d=joints,
+                    joints_2d_valid=valid,
+                    dataset="MPII",
+                    ann_id=ann_id,
+                )
+            except MALFORMED as error:
+                problems.report(ann_path, f"{context}: malformed annotation ({one_line(error)})")
+                continue
             fit_raw = fits.get(str(ann_id))
             if isinstance(fit_raw, dict):
                 fit = parse_smplx_param(fit_raw, fits_path, context, problems)

@@ -4,12 +4,15 @@ Each sample ``i`` of a split draws everything from ``numpy.random.default_rng([s
 (split 0 = train, 1 = test), so the output depends only on ``(seed, split, i)``: not on the
 number of workers, and train and test never share a random stream. A sample is:
 
-1. random SMPL-X parameters (:mod:`bidrn.data.synthetic.poses`);
+1. random SMPL-X parameters: an activity's pose (standing, walking, sitting, lying, ...), hands,
+   shape, expression, orientation (:mod:`bidrn.data.synthetic.poses`);
 2. a pinhole camera (focal length, principal point jitter) and a translation that frames the
-   person at a random size and position, sometimes partly outside the image (truncation);
-3. a z-buffer render with per-vertex skin/clothing albedo and a random light
-   (:mod:`bidrn.data.synthetic.raster`) over a procedural or photographic background, plus random
-   occluders and mild sensor noise (:mod:`bidrn.data.synthetic.scene`);
+   person at a random size and position, sometimes partly outside the image (truncation) or as
+   an upper-body close-up;
+3. a z-buffer render (:mod:`bidrn.data.synthetic.raster`) of a clothed person — skin tone, hair,
+   garments with per-pixel textures — under a key light, a fill light and hemisphere ambient,
+   over a photograph (the bundled redistributable wallpapers by default) or a procedural
+   background, plus random occluders and mild sensor noise (:mod:`bidrn.data.synthetic.scene`);
 4. annotations: person box, hand and face boxes (joint extents x1.2, as AGORA's), SMPL-X
    parameters, intrinsics, the 137 joints in 2D (pixels) and 3D (camera metres), and per-joint
    visibility (inside the image, not behind the body's own surface, not under an occluder).
@@ -35,6 +38,10 @@ from bidrn.data.synthetic import raster, scene, shards
 from bidrn.data.synthetic.poses import PoseConfig, sample_params
 from bidrn.errors import BidrnError
 
+GENERATOR_VERSION = 2
+"""Bumped whenever the same ``(seed, split, index)`` renders a different sample (2: the activity pose
+prior, clothing, hair, two lights and photo backgrounds); recorded in every manifest."""
+
 SPLITS = {"train": 0, "test": 1}
 """Split name -> the split component of every sample's seed."""
 
@@ -56,9 +63,12 @@ class SynthConfig:
         person_fraction: range of the person's height as a fraction of the image height.
         focal_range: focal length range as a multiple of the image height (vertical FOV ~24-53°).
         truncation_prob: probability that the framing pushes part of the person out of the image.
+        closeup_prob: probability of an upper-body close-up (the person 1.2-2x the image height,
+            head near the top edge, legs cut off).
         occluder_prob / max_occluders: probability of occluders and their maximum number.
-        photo_prob: probability of a photographic background when ``backgrounds`` is set.
-        backgrounds: optional folder of background photos.
+        photo_prob: probability of a photographic background (else procedural).
+        backgrounds: folder of background photos; ``None`` uses the bundled photographs
+            (``bidrn/assets/backgrounds``, licences in its ``LICENSES.md``).
         model_path: SMPL-X model file; ``None`` uses the embedded stand-in.
         pose: parameter distributions.
         shard_size: samples per shard folder; ``chunk_size``: samples per parallel task.
@@ -70,9 +80,10 @@ class SynthConfig:
     person_fraction: tuple[float, float] = (0.5, 0.92)
     focal_range: tuple[float, float] = (1.0, 2.4)
     truncation_prob: float = 0.15
+    closeup_prob: float = 0.1
     occluder_prob: float = 0.35
     max_occluders: int = 3
-    photo_prob: float = 0.6
+    photo_prob: float = 0.7
     backgrounds: str | None = None
     model_path: str | None = None
     pose: PoseConfig = field(default_factory=PoseConfig)
@@ -94,12 +105,22 @@ def _body_model(config: SynthConfig) -> torch.nn.Module:
     return _WORKER_STATE[key]
 
 
-def _photos(config: SynthConfig) -> scene.PhotoBackgrounds | None:
-    if config.backgrounds is None:
-        return None
-    key = f"photos:{config.backgrounds}"
+def _surface(body: torch.nn.Module, config: SynthConfig) -> scene.BodySurface:
+    """Per-vertex appearance facts of this process's body model (built once per worker)."""
+    key = f"surface:{config.model_path}"
     if key not in _WORKER_STATE:
-        _WORKER_STATE[key] = scene.PhotoBackgrounds(config.backgrounds)
+        _WORKER_STATE[key] = scene.BodySurface.from_model(
+            body.v_template.double().numpy(), body.lbs_weights.double().numpy()
+        )
+    return _WORKER_STATE[key]
+
+
+def _photos(config: SynthConfig) -> scene.PhotoBackgrounds:
+    """This process's background photos (decoded once per worker)."""
+    folder = config.backgrounds or scene.bundled_backgrounds()
+    key = f"photos:{folder}"
+    if key not in _WORKER_STATE:
+        _WORKER_STATE[key] = scene.PhotoBackgrounds(folder)
     return _WORKER_STATE[key]
 
 
@@ -125,23 +146,33 @@ def _pose_batch(body: torch.nn.Module, params: list) -> tuple[np.ndarray, np.nda
 def _frame(
     rng: np.random.Generator, vertices: np.ndarray, config: SynthConfig
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Random intrinsics and the translation that frames the person: ``(focal, princpt, trans)``."""
+    """Random intrinsics and the translation that frames the person: ``(focal, princpt, trans)``.
+
+    The person's larger extent (height, or width for someone lying down or with arms spread)
+    takes a random fraction of the image; sometimes the framing pushes part of them out of the
+    image, or zooms onto the upper body with the head near the top edge.
+    """
     height, width = config.height, config.width
     focal_px = rng.uniform(*config.focal_range) * height
     focal = np.array([focal_px, focal_px])
     princpt = np.array([width / 2, height / 2]) + rng.normal(scale=0.02, size=2) * [width, height]
     low, high = vertices.min(axis=0), vertices.max(axis=0)
     centre = (low + high) / 2
+    extent = high - low
     fraction = rng.uniform(*config.person_fraction)
-    depth = focal_px * (high[1] - low[1]) / (fraction * height)
-    depth = max(depth, 0.6 + (high[2] - low[2]))
-    span_x = (high[0] - low[0]) * focal_px / depth
-    span_y = (high[1] - low[1]) * focal_px / depth
+    closeup = rng.random() < config.closeup_prob
+    if closeup:
+        fraction = rng.uniform(1.2, 2.0)
+    depth = focal_px * max(extent[1] / (fraction * height), extent[0] / (fraction * width))
+    depth = max(depth, 0.6 + extent[2])
+    span_x, span_y = extent[0] * focal_px / depth, extent[1] * focal_px / depth
     slack_x, slack_y = max(width - span_x, 0.0) / 2, max(height - span_y, 0.0) / 2
     target = np.array(
         [width / 2 + rng.uniform(-slack_x, slack_x), height / 2 + rng.uniform(-slack_y, slack_y)]
     )
-    if rng.random() < config.truncation_prob:
+    if closeup:  # the top of the person sits 2-15 % below the top edge
+        target[1] = rng.uniform(0.02, 0.15) * height + span_y / 2
+    elif rng.random() < config.truncation_prob:
         direction = rng.integers(4)
         axis, sign = direction % 2, 1.0 if direction < 2 else -1.0
         spans = (span_x, span_y)
@@ -194,19 +225,17 @@ def render_sample(
 
     faces = np.asarray(body.faces, dtype=np.int64)
     fragments = raster.rasterize(points, vertices[:, 2], faces, height, width)
-    albedo = scene.vertex_albedo(body.lbs_weights.double().numpy(), rng)
-    normals = raster.vertex_normals(vertices, faces)
-    light = np.array([rng.uniform(-1, 1), rng.uniform(-1.0, 0.2), -rng.uniform(0.4, 1.2)])
-    person = raster.shade(fragments, faces, albedo, normals, light, ambient=rng.uniform(0.3, 0.5))
-    person *= rng.uniform(0.85, 1.1, size=3)  # light colour
-
-    photos = _photos(config)
-    if photos is not None and rng.random() < config.photo_prob:
-        background = photos.sample(rng, height, width)
+    if rng.random() < config.photo_prob:
+        background = _photos(config).sample(rng, height, width)
     else:
         background = scene.procedural_background(rng, height, width)
-    image = np.where(fragments.mask[..., None], np.clip(person, 0, 1) * 255, background).astype(np.uint8)
-    image = np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(0.5)))
+    appearance = scene.sample_appearance(rng)
+    albedo = scene.paint(appearance, _surface(body, config), fragments, faces)
+    lighting = scene.sample_lighting(rng, background[::4, ::4].reshape(-1, 3).mean(axis=0) / 255.0)
+    person = raster.shade(fragments, faces, albedo, raster.vertex_normals(vertices, faces), lighting)
+    image = np.array(background)
+    image[fragments.mask] = (person * 255).astype(np.uint8)
+    image = np.asarray(Image.fromarray(image).filter(ImageFilter.SMOOTH))
 
     low, high = points.min(axis=0), points.max(axis=0)
     person_box = np.concatenate(
@@ -215,8 +244,9 @@ def render_sample(
     occluded = np.zeros((height, width), dtype=bool)
     if rng.random() < config.occluder_prob:
         count = int(rng.integers(1, config.max_occluders + 1))
-        image, occluded = scene.draw_occluders(image, rng, count, person_box)
-    noise = rng.normal(scale=rng.uniform(0.5, 3.0), size=image.shape)
+        photos = _photos(config) if config.photo_prob > 0 else None
+        image, occluded = scene.draw_occluders(image, rng, count, person_box, photos)
+    noise = rng.standard_normal(size=image.shape, dtype=np.float32) * rng.uniform(0.5, 3.0)
     image = np.clip(image + noise, 0, 255).astype(np.uint8)
 
     boxes = {}
@@ -285,8 +315,10 @@ def generate(
     out = Path(out)
     if (out / "manifest.json").exists() and not overwrite:
         raise BidrnError(f"{out}: already holds synthetic data (manifest.json); choose another folder")
-    if config.backgrounds is not None:
-        scene.PhotoBackgrounds(config.backgrounds)  # fail early on an empty folder
+    if config.photo_prob > 0:
+        scene.PhotoBackgrounds(
+            config.backgrounds or scene.bundled_backgrounds()
+        )  # fail early on an empty folder
     shard_ids: dict[str, list[int]] = defaultdict(list)
     for sample_id in range(num):
         shard_ids[shards.shard_name(split, sample_id // config.shard_size)].append(sample_id)
@@ -327,6 +359,7 @@ def generate(
     shards.write_manifest(
         out,
         {
+            "generator": GENERATOR_VERSION,
             "split": split,
             "seed": seed,
             "count": num,

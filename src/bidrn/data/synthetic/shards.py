@@ -7,8 +7,10 @@
     OUT/train-00000/annotations.npz   stacked arrays, one row per sample (keys: ANNOTATION_KEYS)
     OUT/train-00000/00000000.jpg ...  the images
 
-Arrays live in ``.npz`` (read with ``allow_pickle=False``), so reading a shard never executes
-anything from the file.
+Arrays live in ``.npz`` (read by :func:`bidrn.body.model_file.read_npz`: never unpickled, sizes
+checked before allocation, CRCs verified), so reading a shard never executes anything from the
+file. Reading checks every document's shape and types, every array's shape, dtype and finiteness,
+and that shard and image names are plain names inside the dataset folder (no ``/``, no ``..``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from bidrn.errors import InputFileError
+from bidrn.body.model_file import read_npz
+from bidrn.errors import InputFileError, one_line, require_regular_file
 
 FORMAT = "bidrn-synthetic"
 VERSION = 1
@@ -68,42 +71,68 @@ def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
     )
 
 
-def read_manifest(out: Path) -> dict[str, Any]:
-    """Read and check ``manifest.json``."""
-    path = Path(out) / "manifest.json"
+MAX_DOCUMENT_BYTES = 64 * 2**20
+"""Largest ``manifest.json`` / ``index.json`` read (64 MiB), checked before reading."""
+
+
+def _read_document(path: Path, missing: str) -> dict[str, Any]:
+    """A JSON object from ``path``; ``missing`` is the message when the file does not exist."""
+    if not path.exists():
+        raise InputFileError(path, missing)
+    require_regular_file(path, "JSON file")
+    if path.stat().st_size > MAX_DOCUMENT_BYTES:
+        raise InputFileError(path, f"larger than {MAX_DOCUMENT_BYTES // 2**20} MiB, not a bidrn synth file")
     try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputFileError(path, "missing: not a folder written by 'bidrn synth'") from None
-    except (OSError, json.JSONDecodeError) as error:
-        raise InputFileError(path, f"not a readable manifest ({error})") from None
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise InputFileError(path, f"not readable JSON ({one_line(error)})") from None
+    if not isinstance(document, dict):
+        raise InputFileError(path, f"expected a JSON object, got a {type(document).__name__}")
+    return document
+
+
+def plain_name(value: Any) -> bool:
+    """Whether ``value`` is a file or folder name that stays inside its folder (no separator, no ``..``)."""
+    return (
+        isinstance(value, str)
+        and value not in ("", ".", "..")
+        and "/" not in value
+        and "\\" not in value
+        and "\x00" not in value
+    )
+
+
+def read_manifest(out: Path) -> dict[str, Any]:
+    """Read and check ``manifest.json``: format, and ``shards`` a list of plain folder names."""
+    path = Path(out) / "manifest.json"
+    manifest = _read_document(path, "missing: not a folder written by 'bidrn synth'")
     if manifest.get("format") != FORMAT or "shards" not in manifest:
         raise InputFileError(path, f"not a {FORMAT} manifest")
+    shards = manifest["shards"]
+    if not isinstance(shards, list) or not all(plain_name(name) for name in shards):
+        raise InputFileError(path, "'shards' must be a list of folder names inside the dataset folder")
     return manifest
 
 
 def read_shard(folder: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """``(index, arrays)`` of one shard, with every key checked."""
+    """``(index, arrays)`` of one shard, with every key, shape, dtype and file name checked."""
     index_path, arrays_path = folder / "index.json", folder / "annotations.npz"
-    try:
-        index = json.loads(index_path.read_text())
-    except FileNotFoundError:
-        raise InputFileError(index_path, "shard index is missing") from None
-    except (OSError, json.JSONDecodeError) as error:
-        raise InputFileError(index_path, f"not a readable shard index ({error})") from None
-    try:
-        with np.load(arrays_path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except FileNotFoundError:
-        raise InputFileError(arrays_path, "shard annotations are missing") from None
-    except (OSError, ValueError) as error:
-        raise InputFileError(arrays_path, f"not readable ({error})") from None
-    count = len(index.get("files", []))
+    index = _read_document(index_path, "shard index is missing")
+    files = index.get("files")
+    if not isinstance(files, list) or not all(plain_name(name) for name in files):
+        raise InputFileError(index_path, "'files' must be a list of image file names inside the shard folder")
+    if not arrays_path.exists():
+        raise InputFileError(arrays_path, "shard annotations are missing")
+    arrays = read_npz(arrays_path)
+    count = len(files)
     for key, shape in {"ids": (), **ANNOTATION_KEYS}.items():
         if key not in arrays:
             raise InputFileError(arrays_path, f"missing key '{key}'")
-        if arrays[key].shape != (count, *shape):
-            raise InputFileError(
-                arrays_path, f"'{key}' has shape {arrays[key].shape}, expected {(count, *shape)}"
-            )
+        value = arrays[key]
+        if value.shape != (count, *shape):
+            raise InputFileError(arrays_path, f"'{key}' has shape {value.shape}, expected {(count, *shape)}")
+        if value.dtype.kind not in "biuf" or (key == "ids" and value.dtype.kind not in "iu"):
+            raise InputFileError(arrays_path, f"'{key}' has dtype {value.dtype}, expected numbers")
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise InputFileError(arrays_path, f"'{key}' holds NaN or infinite values")
     return index, arrays

@@ -2,9 +2,9 @@
 
 This is the library behind ``bidrn predict`` and ``bidrn demo``::
 
-    from bidrn.deploy.predict import Predictor, predict_frames
+    from bidrn.apps.predict import Predictor, predict_frames
     predictor = Predictor.load("model.bidrn.safetensors")        # or a training checkpoint
-    report = predict_frames(predictor, frames, "out/")            # frames: bidrn.deploy.inputs
+    report = predict_frames(predictor, frames, "out/")            # frames: bidrn.apps.inputs
 
 Models
     ``Predictor.load`` accepts a frozen 1-bit file (``*.bidrn.safetensors`` from ``bidrn export``)
@@ -13,7 +13,9 @@ Models
     *simulated* (binary layers as ±1 floats in torch) or is frozen on load; the frozen path is the
     default on CPU, where the packed XOR-popcount kernels run. On CUDA the default is the simulated
     model (the packed layers have no GPU kernels; a frozen file still runs there, on their torch
-    reference path). The device is CUDA when available unless one is asked for.
+    reference path). The device is CUDA when available unless one is asked for. The recorded
+    architecture and the weights are checked before use: a tensor whose dtype differs from the
+    model's or that holds NaN or infinite values is refused with one line naming the file.
 
 Crops
     Exactly the training crop (``bidrn.data``): the person box is sanitised, given the crop's
@@ -37,8 +39,11 @@ Camera
 Outputs, per person ``k`` of a frame named ``NAME`` (file stem, or ``<video stem>_<frame>``)
     ``NAME_pK_mesh.obj``, ``NAME_pK_params.npz`` / ``.json`` (Hand4Whole's names plus the camera,
     the box and the parameter layout in ``metadata``), ``NAME_pK_overlay.png`` (mesh over the
-    original image), ``NAME_pK_side.png`` (turned by 90°); one line per person in
-    ``predictions.jsonl``.
+    original image), ``NAME_pK_side.png`` (turned by 90°, at most 2048 pixels per side); one line
+    per person appended to ``predictions.jsonl``. Names already taken in the folder (by an earlier
+    or a concurrent run, or by another input of this one) get a suffix, ``NAME_2``: nothing is
+    overwritten (:mod:`bidrn.apps.outputs`). A network output that is NaN or infinite stops the run
+    with an error naming the checkpoint instead of writing it.
 """
 
 from __future__ import annotations
@@ -47,32 +52,26 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from safetensors import SafetensorError, safe_open
 from torch import nn
 from tqdm import tqdm
 
-from bidrn.binary import BinaryLayer
+from bidrn.apps.inputs import Frame, PersonBox
+from bidrn.apps.outputs import SUMMARY_NAME, OutputFolder, person_stem
 from bidrn.body import load_body_model
-from bidrn.body.export import save_mesh, save_parameters, select_parameters
-from bidrn.body.render import render_overlay, render_side_view
+from bidrn.body.export import PARAMETER_SIZES, save_mesh, save_parameters, select_parameters
+from bidrn.body.render import mesh_region, render_overlay, render_side_view
 from bidrn.data import geometry
 from bidrn.data.targets import warp_image
-from bidrn.deploy.freeze import freeze
-from bidrn.deploy.inputs import Frame, PersonBox
-from bidrn.deploy.serialization import FORMAT_TAG as FROZEN_FORMAT
-from bidrn.deploy.serialization import load as load_frozen
-from bidrn.deploy.serialization import read_metadata
-from bidrn.engine.checkpoint import FORMAT_TAG as CHECKPOINT_FORMAT
-from bidrn.engine.checkpoint import checkpoint_stem, load_checkpoint, load_weights_into
+from bidrn.deploy.loading import FreezeError, ModelInfo, load_model
 from bidrn.engine.resolution import PAPER_CROP
 from bidrn.errors import BidrnError, InputFileError
 from bidrn.nets.wholebody import CANONICAL_BODY_INPUT, FOCAL, WholeBodyOutput
@@ -80,6 +79,7 @@ from bidrn.nets.wholebody import CANONICAL_BODY_INPUT, FOCAL, WholeBodyOutput
 __all__ = [
     "BUNDLED_WEIGHTS",
     "OUTPUT_FORMAT",
+    "FreezeError",
     "ModelInfo",
     "PersonCrop",
     "PersonResult",
@@ -95,6 +95,8 @@ __all__ = [
     "write_person",
 ]
 
+PENDING_MEGAPIXELS = 100.0
+"""Frames held for one batch are flushed early once their images add up to this many megapixels."""
 BUNDLED_WEIGHTS = "bidrn-synth-tiny.bidrn.safetensors"
 """File name of the weights shipped in ``bidrn/assets/weights`` (frozen 1-bit format)."""
 OUTPUT_FORMAT = "bidrn-prediction"
@@ -119,144 +121,19 @@ def samples_path() -> Path:
     return Path(str(resources.files("bidrn.assets") / "samples"))
 
 
-def resolve_device(requested: str | None = None) -> torch.device:
+def resolve_device(requested: str | torch.device | None = None) -> torch.device:
     """``"cpu"``, ``"cuda"`` / ``"cuda:N"`` or ``None`` (CUDA when available); refuses missing CUDA."""
     if requested is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(requested)
-    except RuntimeError:
-        raise BidrnError(f"--device {requested!r}: expected cpu or cuda") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise BidrnError(f"--device {requested}: CUDA is not available here; use --device cpu")
+    except (RuntimeError, TypeError):
+        raise BidrnError(f"device {str(requested)!r}: expected cpu or cuda") from None
     if device.type not in ("cpu", "cuda"):
-        raise BidrnError(f"--device {requested!r}: expected cpu or cuda")
+        raise BidrnError(f"device {str(requested)!r}: expected cpu or cuda")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BidrnError(f"device {str(requested)!r}: CUDA is not available here; use the CPU")
     return device
-
-
-# -- models --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ModelInfo:
-    """What :func:`load_model` loaded.
-
-    Attributes:
-        path: the checkpoint as given.
-        file_format: ``"frozen"`` (``bidrn export``) or ``"training"`` (``bidrn train``).
-        name: registry name of the model.
-        overrides: its constructor overrides.
-        frozen: whether the model runs packed 1-bit layers (else simulated binary layers).
-        body_model: body-model file the checkpoint records (training checkpoints), or ``None``.
-        binarized: whether the model has binary layers at all (``False`` for Hand4Whole).
-    """
-
-    path: Path
-    file_format: Literal["frozen", "training"]
-    name: str
-    overrides: dict[str, Any]
-    frozen: bool
-    body_model: str | None = None
-    binarized: bool = True
-
-
-_NOT_OURS = (
-    "not a bidrn checkpoint (expected a frozen *.bidrn.safetensors from `bidrn export` "
-    "or a training checkpoint from `bidrn train`)"
-)
-
-
-def _weights_file(path: Path) -> Path:
-    """The safetensors file behind a checkpoint argument (the file itself, or a stem's weights)."""
-    if path.is_dir():
-        raise InputFileError(path, "is a folder; pass the checkpoint file")
-    if path.suffix == ".json" or (not path.is_file() and checkpoint_stem(path) == path):
-        stem = checkpoint_stem(path)
-        candidate = stem.with_name(stem.name + ".safetensors")
-        if candidate.is_file():
-            return candidate
-    if not path.is_file():
-        raise InputFileError(path, "checkpoint not found")
-    return path
-
-
-def _file_format(path: Path) -> str:
-    """The ``format`` tag in a safetensors header; one-line error for anything that is not ours."""
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except (SafetensorError, OSError, ValueError):
-        raise InputFileError(path, _NOT_OURS) from None
-    tag = metadata.get("format")
-    if tag not in (FROZEN_FORMAT, CHECKPOINT_FORMAT):
-        raise InputFileError(path, _NOT_OURS)
-    return tag
-
-
-def is_frozen_file(path: str | Path) -> bool:
-    """Whether ``path`` is a frozen 1-bit model (``False`` for a training checkpoint).
-
-    Raises:
-        InputFileError: missing file or a file that is not one of ours.
-    """
-    return _file_format(_weights_file(Path(path))) == FROZEN_FORMAT
-
-
-def load_model(
-    path: str | Path, device: torch.device | str = "cpu", frozen: bool | None = None
-) -> tuple[nn.Module, ModelInfo]:
-    """Load a frozen file or a training checkpoint as an eval-mode model on ``device``.
-
-    Args:
-        path: frozen ``*.bidrn.safetensors``, or a training checkpoint's stem / ``.safetensors`` /
-            ``.json``.
-        device: where the model runs.
-        frozen: run packed 1-bit layers (``True``), simulated binary layers (``False``) or the
-            default for the device (frozen on CPU, simulated on CUDA for training checkpoints).
-
-    Raises:
-        InputFileError: missing file, a file that is not one of ours, or weights that do not fit.
-    """
-    path = Path(path)
-    device = torch.device(device)
-    weights = _weights_file(path)
-    if _file_format(weights) == FROZEN_FORMAT:
-        if frozen is False:
-            raise InputFileError(
-                path, "is a frozen 1-bit model and runs only frozen; pass the training checkpoint to simulate"
-            )
-        architecture = read_metadata(weights)["architecture"] or {}
-        model = load_frozen(weights)
-        info = ModelInfo(
-            path, "frozen", architecture.get("name", "?"), architecture.get("overrides", {}), True
-        )
-        return model.to(device).eval(), info
-
-    checkpoint = load_checkpoint(weights, with_state=False)
-    if not checkpoint.model_name:
-        raise InputFileError(path, "checkpoint does not record its model name")
-    import bidrn
-
-    model = bidrn.create_model(checkpoint.model_name, **checkpoint.model_overrides).eval()
-    load_weights_into(model, checkpoint, path)
-    binarized = any(isinstance(module, BinaryLayer) for module in model.modules())
-    if frozen and not binarized:
-        raise InputFileError(path, f"model {checkpoint.model_name!r} has no binary layers to freeze")
-    run_frozen = binarized and (device.type == "cpu" if frozen is None else frozen)
-    if run_frozen:
-        example = torch.zeros(1, 3, *model.config.crop_input)
-        try:
-            model = freeze(model, example_inputs=(example,))
-        except BidrnError as error:
-            raise InputFileError(path, f"cannot freeze this model ({error}); use --simulated") from None
-    info = ModelInfo(
-        path,
-        "training",
-        checkpoint.model_name,
-        checkpoint.model_overrides,
-        run_frozen,
-        checkpoint.info.get("body_model"),
-        binarized,
-    )
-    return model.to(device).eval(), info
 
 
 # -- crops and cameras -------------------------------------------------------------------------------
@@ -325,7 +202,7 @@ class Predictor:
         cls,
         checkpoint: str | Path,
         body_model: str | Path | None = None,
-        device: str | None = None,
+        device: str | torch.device | None = None,
         frozen: bool | None = None,
     ) -> Predictor:
         """Load a checkpoint (:func:`load_model`) and a body model (the checkpoint's, else the stand-in)."""
@@ -395,7 +272,7 @@ class PersonResult:
     @property
     def stem(self) -> str:
         """Prefix of this person's output files."""
-        return f"{self.frame.name}_p{self.index}"
+        return person_stem(self.frame.name, self.index)
 
 
 def _metadata(result: PersonResult, predictor: Predictor) -> dict[str, Any]:
@@ -428,9 +305,16 @@ def _metadata(result: PersonResult, predictor: Predictor) -> dict[str, Any]:
 
 
 def write_person(
-    out_dir: Path, result: PersonResult, predictor: Predictor, render: bool = True
+    out_dir: Path,
+    result: PersonResult,
+    predictor: Predictor,
+    render: bool = True,
+    warn: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Write one person's mesh, parameter files and (with ``render``) pictures; returns its summary record."""
+    """Write one person's mesh, parameter files and (with ``render``) pictures; returns its summary record.
+
+    ``warn`` is told when the mesh lies entirely outside the image (its overlay is the bare image).
+    """
     metadata = _metadata(result, predictor)
     files = {
         "mesh": save_mesh(out_dir / f"{result.stem}_mesh.obj", result.vertices, predictor.body_model.faces),
@@ -444,12 +328,18 @@ def write_person(
     if render:
         image = result.frame.image
         faces = predictor.body_model.faces
+        if warn is not None and mesh_region(result.vertices, result.crop.focal, result.crop.princpt,
+                                            image.shape[:2]) is None:  # fmt: skip
+            warn(
+                f"{result.frame.source}{_frame_label(result.frame)} person {result.index}: the mesh lies "
+                "entirely outside the image, so its overlay shows the image alone"
+            )
         overlay = render_overlay(image, result.vertices, faces, result.crop.focal, result.crop.princpt)
         side = render_side_view(result.vertices, faces, result.crop.focal, image.shape[:2])
         files["overlay"] = out_dir / f"{result.stem}_overlay.png"
         files["side"] = out_dir / f"{result.stem}_side.png"
-        Image.fromarray(overlay).save(files["overlay"])
-        Image.fromarray(side).save(files["side"])
+        for key, pixels in (("overlay", overlay), ("side", side)):
+            _save_png(pixels, files[key])
     return {
         "input": metadata["input"],
         "frame_index": metadata["frame_index"],
@@ -464,6 +354,15 @@ def write_person(
     }
 
 
+def _save_png(pixels: np.ndarray, path: Path) -> None:
+    """Write (H, W, 3) uint8 pixels as PNG with fast compression.
+
+    zlib level 1 writes a 64-megapixel overlay about five times faster than Pillow's default level 6,
+    for a file about 15 % larger.
+    """
+    Image.fromarray(pixels).save(path, compress_level=1)
+
+
 @dataclass
 class PredictionReport:
     """What :func:`predict_frames` did.
@@ -473,6 +372,7 @@ class PredictionReport:
         frames: frames read (images and video frames).
         people: persons predicted and written.
         skipped: one line per skipped input or person.
+        renamed: ``(name, name used)`` of frames whose name was taken in the folder.
         seconds: wall time of the whole run (reading, inference, writing).
         model_seconds: time spent in the network and body model.
         records: the lines written to ``predictions.jsonl``.
@@ -482,6 +382,7 @@ class PredictionReport:
     frames: int = 0
     people: int = 0
     skipped: list[str] = field(default_factory=list)
+    renamed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     model_seconds: float = 0.0
     records: list[dict[str, Any]] = field(default_factory=list)
@@ -489,7 +390,7 @@ class PredictionReport:
     @property
     def jsonl(self) -> Path:
         """The summary file."""
-        return self.out_dir / "predictions.jsonl"
+        return self.out_dir / SUMMARY_NAME
 
     @property
     def images_per_second(self) -> float:
@@ -523,22 +424,22 @@ def predict_frames(
         predictor: the loaded model.
         frames: decoded frames; an :class:`~bidrn.errors.InputFileError` in their place is skipped
             with a warning.
-        out_dir: output folder (created).
+        out_dir: output folder (created); other runs may write into it at the same time.
         boxes_for: the person boxes of a frame, or ``None`` to use the whole image.
-        batch_size: crops per forward pass.
+        batch_size: crops per forward pass (a batch is also run early once the frames it holds add
+            up to :data:`PENDING_MEGAPIXELS`).
         render: also write the overlay and side-view pictures.
         progress: show a progress bar over frames.
         total: number of frames for the progress bar, if known.
-        warn: called with one line per skipped input or person.
+        warn: called with one line per skipped input or person, and per mesh outside its image.
+
+    Raises:
+        InputFileError: the output folder cannot be written, or the network's output is NaN or
+            infinite (naming the checkpoint).
     """
     if batch_size < 1:
-        raise BidrnError(f"--batch-size must be at least 1, got {batch_size}")
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputFileError(out, f"cannot create the output folder ({error.strerror})") from None
-    report = PredictionReport(out)
+        raise BidrnError(f"batch size must be at least 1, got {batch_size}")
+    report = PredictionReport(Path(out_dir))
     pending: list[tuple[Frame, int, PersonCrop, PersonBox | None]] = []
     start = time.perf_counter()
 
@@ -546,7 +447,7 @@ def predict_frames(
         report.skipped.append(message)
         warn(f"skipping {message}")
 
-    def flush(handle: Any) -> None:
+    def flush(folder: OutputFolder) -> None:
         if not pending:
             return
         tick = time.perf_counter()
@@ -554,17 +455,17 @@ def predict_frames(
         vertices = output.mesh_cam.float().cpu().numpy()
         report.model_seconds += time.perf_counter() - tick
         for row, (frame, index, crop, detection) in enumerate(pending):
-            result = PersonResult(
-                frame, index, crop, detection, select_parameters(output, row), vertices[row]
-            )
-            record = write_person(out, result, predictor, render)
-            handle.write(json.dumps(record) + "\n")
+            parameters = select_parameters(output, row)
+            _require_finite(parameters, vertices[row], predictor, frame, index)
+            result = PersonResult(frame, index, crop, detection, parameters, vertices[row])
+            record = write_person(folder.path, result, predictor, render, warn)
+            folder.append(record)
             report.records.append(record)
             report.people += 1
         pending.clear()
 
     with (
-        report.jsonl.open("w") as handle,
+        OutputFolder(report.out_dir) as folder,
         tqdm(total=total, disable=not progress, unit="img", desc="predict", file=sys.stderr) as bar,
     ):
         for frame in frames:
@@ -573,25 +474,62 @@ def predict_frames(
                 skip(str(frame))
                 continue
             report.frames += 1
-            height, width = frame.image.shape[:2]
-            boxes = boxes_for(frame)
-            if boxes is not None and not boxes:
-                skip(f"{frame.source}{_frame_label(frame)}: no person boxes for it in the boxes file")
-            given: list[PersonBox | None] = [None] if boxes is None else list(boxes)
-            for index, box in enumerate(given):
-                crop = person_crop(
-                    frame.image, (0, 0, width, height) if box is None else box.xywh, predictor.crop_shape
-                )
-                if crop is None:
-                    skip(f"{frame.source}{_frame_label(frame)}: person box {list(box.xywh)} lies outside the "
-                         f"{width}x{height} image")  # fmt: skip
-                    continue
-                pending.append((frame, index, crop, box))
-                if len(pending) >= batch_size:
-                    flush(handle)
-        flush(handle)
+            crops = _frame_crops(frame, boxes_for(frame), predictor.crop_shape, skip)
+            if not crops:
+                continue
+            named = replace(frame, name=folder.claim(frame.name, [index for index, _, _ in crops]))
+            for index, crop, box in crops:
+                pending.append((named, index, crop, box))
+                if len(pending) >= batch_size or _pending_megapixels(pending) > PENDING_MEGAPIXELS:
+                    flush(folder)
+        flush(folder)
+        report.renamed = list(folder.renamed)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _frame_crops(
+    frame: Frame,
+    boxes: list[PersonBox] | None,
+    crop_shape: tuple[int, int],
+    skip: Callable[[str], None],
+) -> list[tuple[int, PersonCrop, PersonBox | None]]:
+    """``(person index, crop, box)`` of every usable person box of a frame (the whole image without boxes)."""
+    height, width = frame.image.shape[:2]
+    if boxes is not None and not boxes:
+        skip(f"{frame.source}{_frame_label(frame)}: no person boxes for it in the boxes file")
+    given: list[PersonBox | None] = [None] if boxes is None else list(boxes)
+    crops = []
+    for index, box in enumerate(given):
+        crop = person_crop(frame.image, (0, 0, width, height) if box is None else box.xywh, crop_shape)
+        if crop is None:
+            skip(f"{frame.source}{_frame_label(frame)}: person box {list(box.xywh)} lies outside the "
+                 f"{width}x{height} image")  # fmt: skip
+            continue
+        crops.append((index, crop, box))
+    return crops
+
+
+def _pending_megapixels(pending: list[tuple[Frame, int, PersonCrop, PersonBox | None]]) -> float:
+    """Megapixels of the distinct frames a batch holds on to."""
+    images = {id(frame.image): frame.image for frame, _, _, _ in pending}
+    return sum(image.shape[0] * image.shape[1] for image in images.values()) / 1e6
+
+
+def _require_finite(
+    parameters: dict[str, np.ndarray], vertices: np.ndarray, predictor: Predictor, frame: Frame, index: int
+) -> None:
+    """Stop with an error naming the checkpoint when the network's output for a person is not finite."""
+    broken = [name for name in PARAMETER_SIZES if not np.isfinite(parameters[name]).all()]
+    if not np.isfinite(vertices).all():
+        broken.append("mesh")
+    if broken:
+        raise InputFileError(
+            predictor.info.path,
+            f"the model's output is NaN or infinite ({', '.join(broken)}) for {frame.source}"
+            f"{_frame_label(frame)} person {index}; nothing was written for it. The weights may be "
+            "damaged or the model diverged in training",
+        )
 
 
 def _frame_label(frame: Frame) -> str:

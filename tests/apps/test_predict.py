@@ -11,12 +11,8 @@ from safetensors.torch import save_file
 
 import bidrn
 from bidrn import deploy
-from bidrn.body import load_body_model
-from bidrn.body.export import layer_inputs, load_parameters
-from bidrn.body.render import Intrinsics, get_rasterizer
-from bidrn.data import geometry
-from bidrn.deploy.inputs import Frame, PersonBox, read_image_file
-from bidrn.deploy.predict import (
+from bidrn.apps.inputs import Frame, PersonBox, read_image_file
+from bidrn.apps.predict import (
     Predictor,
     bundled_weights_path,
     image_camera,
@@ -25,6 +21,10 @@ from bidrn.deploy.predict import (
     predict_frames,
     samples_path,
 )
+from bidrn.body import load_body_model
+from bidrn.body.export import layer_inputs, load_parameters
+from bidrn.body.render import Intrinsics, get_rasterizer
+from bidrn.data import geometry
 from bidrn.engine.checkpoint import save_checkpoint
 from bidrn.engine.datasets import open_dataset
 from bidrn.engine.resolution import fit_to_model

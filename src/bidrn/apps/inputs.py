@@ -7,26 +7,47 @@ Inputs
     * a video file (``VIDEO_SUFFIXES``), decoded frame by frame with PyAV, an optional extra
       (``pip install 'bidrn[video]'``).
 
-Every image is checked from its header *before* it is decoded: images above
-:data:`MAX_MEGAPIXELS` (a decompression bomb or a scan far beyond any useful person crop) and
-images below :data:`MIN_IMAGE_SIDE` pixels per side are refused. Every problem is an
+Only regular files are read (a FIFO would block forever, a device never end). Every image is
+checked from its header *before* it is decoded: images above :data:`MAX_MEGAPIXELS` (a
+decompression bomb or a scan far beyond any useful person crop) and images below
+:data:`MIN_IMAGE_SIDE` pixels per side are refused. Every problem is an
 :class:`~bidrn.errors.InputFileError` naming the file, so the caller can stop or skip it.
 
+Pixels
+    Every image becomes ``(H, W, 3)`` uint8 RGB, whatever its mode:
+
+    * 8-bit modes (grey, palette, RGB, CMYK, YCbCr, 1-bit) as Pillow converts them; 16-bit RGB(A)
+      PNGs and TIFFs are already reduced to 8 bits by Pillow (the high byte);
+    * 16-bit grey (Pillow's ``I;16`` modes, and 32-bit integer images whose values all lie in
+      0..65535, which is how older Pillow versions open 16-bit PNGs): ``v · 255 / 65535``;
+    * other 32-bit integer images: linearly from their smallest to their largest value;
+    * floating-point images: ``v · 255`` when every value lies in [0, 1], else linearly from their
+      smallest to their largest value; NaN or infinite pixels are refused;
+    * transparency (an alpha channel or a transparent palette entry) is composited onto white,
+      the page colour image viewers show behind a transparent picture.
+
 Person boxes
-    * ``--bbox x,y,w,h``: one box (pixels) used for every input;
-    * ``--boxes FILE``: COCO-style detections, either a list of
+    * one box ``x,y,w,h`` (pixels) used for every input (:func:`parse_bbox`);
+    * a file of COCO-style detections (:func:`read_boxes`, at most :data:`MAX_BOXES_BYTES`), either a list of
       ``{"image_id" | "file_name", "bbox": [x, y, w, h], "score"?, "category_id"?}`` (a detector's
       results file) or a COCO dictionary with ``images`` (``id``, ``file_name``) and
       ``annotations``. Entries with a ``category_id`` other than 1 (COCO's *person*) and entries
       below the minimum score are ignored. An image matches an entry by file name (or a trailing
       part of its path) or by ``image_id`` equal to the file's stem (``000123.jpg`` matches 123);
-      a video frame matches ``image_id`` equal to its 0-based frame index.
+      a video frame matches ``image_id`` equal to its 0-based frame index. Numbers must be
+      finite (JSON's non-standard ``NaN`` and ``Infinity`` are refused, as are numbers too large
+      for a float).
+
+Output names
+    A frame's name is its file's stem, or ``<video stem>_<frame index, 6 digits>``; the output
+    folder (:mod:`bidrn.apps.outputs`) makes it unique there.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -36,11 +57,12 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from bidrn.errors import BidrnError, InputFileError
+from bidrn.errors import BidrnError, InputFileError, one_line, require_regular_file
 
 __all__ = [
     "COCO_PERSON_CATEGORY",
     "IMAGE_SUFFIXES",
+    "MAX_BOXES_BYTES",
     "MAX_MEGAPIXELS",
     "MIN_IMAGE_SIDE",
     "VIDEO_SUFFIXES",
@@ -56,6 +78,7 @@ __all__ = [
     "read_image_file",
     "read_image_header",
     "require_video_reader",
+    "to_rgb8",
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -68,6 +91,8 @@ MIN_IMAGE_SIDE = 32
 """Smallest accepted image side in pixels (a whole-body crop needs some pixels to look at)."""
 COCO_PERSON_CATEGORY = 1
 """COCO's category id of *person*; detections of other categories are ignored."""
+MAX_BOXES_BYTES = 256 * 2**20
+"""Largest accepted detections file (256 MiB: millions of boxes), checked before it is read."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +110,7 @@ class Frame:
     Attributes:
         image: ``(H, W, 3)`` uint8 RGB pixels.
         source: the image or video file.
-        name: unique stem for this frame's output files.
+        name: stem for this frame's output files (the output folder makes it unique).
         frame_index: 0-based frame number inside a video, ``None`` for an image file.
     """
 
@@ -107,29 +132,46 @@ class PersonBox:
 def discover_inputs(paths: Sequence[str | Path]) -> tuple[list[InputSource], list[InputFileError]]:
     """Expand the command line's inputs into image and video files, in order.
 
-    Folders contribute their images sorted by name. Returns the sources and, separately, one
-    problem per input that cannot be used (missing path, empty folder, unsupported file type), so
-    the caller decides whether to stop or to skip them.
+    Folders contribute the regular image files directly inside them, sorted by name. Returns the
+    sources and, separately, one problem per input that cannot be used (missing path, empty or
+    unreadable folder, unsupported file type, a FIFO or device), so the caller decides whether
+    to stop or to skip them.
     """
     sources: list[InputSource] = []
     problems: list[InputFileError] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            try:
+                images = sorted(
+                    p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                )
+            except OSError as error:
+                problems.append(InputFileError(path, f"cannot list the folder ({one_line(error.strerror)})"))
+                continue
             if not images:
                 problems.append(InputFileError(path, f"folder has no images ({', '.join(IMAGE_SUFFIXES)})"))
             sources.extend(InputSource(p, "image") for p in images)
-        elif not path.exists():
+            continue
+        if not os.path.lexists(path):
             problems.append(InputFileError(path, "no such file or folder"))
-        elif path.suffix.lower() in VIDEO_SUFFIXES:
-            sources.append(InputSource(path, "video"))
-        elif path.suffix.lower() in IMAGE_SUFFIXES:
-            sources.append(InputSource(path, "image"))
-        else:
+            continue
+        suffix = path.suffix.lower()
+        if suffix not in VIDEO_SUFFIXES + IMAGE_SUFFIXES:
             problems.append(
-                InputFileError(path, "not an image or video file (by its suffix); see `bidrn predict --help`")
+                InputFileError(
+                    path,
+                    f"not an image or video file by its suffix (images: {', '.join(IMAGE_SUFFIXES)}; "
+                    f"videos: {', '.join(VIDEO_SUFFIXES)})",
+                )
             )
+            continue
+        try:
+            require_regular_file(path, "video" if suffix in VIDEO_SUFFIXES else "image")
+        except InputFileError as problem:
+            problems.append(problem)
+            continue
+        sources.append(InputSource(path, "video" if suffix in VIDEO_SUFFIXES else "image"))
     return sources, problems
 
 
@@ -147,12 +189,9 @@ def check_image_size(path: str | Path, height: int, width: int) -> None:
         )
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 def _open(path: Path) -> Image.Image:
     """Open an image lazily (header only), mapping every failure to an :class:`InputFileError`."""
+    require_regular_file(path, "image")
     try:
         with warnings.catch_warnings():
             # Our own megapixel limit applies below; PIL's warning would only repeat it.
@@ -164,12 +203,12 @@ def _open(path: Path) -> Image.Image:
         raise InputFileError(path, "is a folder, not an image") from None
     except Image.DecompressionBombError as error:
         raise InputFileError(
-            path, f"image is above the {MAX_MEGAPIXELS:.0f}-megapixel limit ({_one_line(error)})"
+            path, f"image is above the {MAX_MEGAPIXELS:.0f}-megapixel limit ({one_line(error)})"
         ) from None
     except UnidentifiedImageError:
         raise InputFileError(path, "not an image (the file's content is not a known image format)") from None
     except (OSError, ValueError, SyntaxError) as error:
-        raise InputFileError(path, f"cannot read image header ({_one_line(error)})") from None
+        raise InputFileError(path, f"cannot read image header ({one_line(error)})") from None
 
 
 def read_image_header(path: str | Path) -> tuple[int, int]:
@@ -181,6 +220,49 @@ def read_image_header(path: str | Path) -> tuple[int, int]:
     return height, width
 
 
+def _grey_range(values: np.ndarray, mode: str) -> tuple[float, float]:
+    """The input range mapped onto 0..255 for a 16-bit, 32-bit integer or float grey image."""
+    low, high = float(values.min()), float(values.max())
+    if mode.startswith("I;16") or (mode == "I" and low >= 0 and high <= 65535):
+        return 0.0, 65535.0
+    if mode == "F" and low >= 0 and high <= 1:
+        return 0.0, 1.0
+    return low, high
+
+
+def _grey_to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
+    """Scale a high-bit-depth grey image onto 0..255 by its real range (module docstring)."""
+    low, high = _grey_range(values, mode)
+    if high <= low:
+        return np.zeros(values.shape, dtype=np.uint8)
+    scaled = (values.astype(np.float32) - np.float32(low)) * np.float32(255.0 / (high - low))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+EXIF_ORIENTATION = 0x0112
+"""The EXIF tag that says how to turn the stored pixels upright."""
+
+
+def to_rgb8(image: Image.Image, path: str | Path = "image") -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB pixels of a Pillow image of any mode (the rules in the module docstring).
+
+    Raises:
+        InputFileError: floating-point pixels that are NaN or infinite, naming ``path``.
+    """
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        values = np.asarray(image)
+        if image.mode == "F" and not np.isfinite(values).all():
+            raise InputFileError(path, "image has NaN or infinite pixel values")
+        return np.repeat(_grey_to_uint8(values, image.mode)[..., None], 3, axis=2)
+    if image.mode in _ALPHA_MODES or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, (255, 255, 255))
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        return np.asarray(flat)
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+
+
 def read_image_file(path: str | Path) -> np.ndarray:
     """Decode an image to ``(H, W, 3)`` uint8 RGB, EXIF orientation applied, after the header checks."""
     path = Path(path)
@@ -188,10 +270,13 @@ def read_image_file(path: str | Path) -> np.ndarray:
         width, height = image.size
         check_image_size(path, height, width)
         try:
-            upright = ImageOps.exif_transpose(image)
-            return np.asarray(upright.convert("RGB"))
+            if image.getexif().get(EXIF_ORIENTATION, 1) != 1:
+                image = ImageOps.exif_transpose(image)
+            return to_rgb8(image, path)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-            raise InputFileError(path, f"cannot decode image ({_one_line(error)})") from None
+            if isinstance(error, InputFileError):
+                raise
+            raise InputFileError(path, f"cannot decode image ({one_line(error)})") from None
 
 
 def require_video_reader(path: str | Path) -> Any:
@@ -207,10 +292,12 @@ def require_video_reader(path: str | Path) -> Any:
 
 def _video_frames(path: Path, stride: int) -> Iterator[tuple[int, np.ndarray]]:
     av = require_video_reader(path)
+    require_regular_file(path, "video")
     try:
         container = av.open(str(path))
-    except (av.FFmpegError, OSError) as error:
-        raise InputFileError(path, f"cannot open video ({_one_line(error)})") from None
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as error:
+        raise InputFileError(path, f"cannot open video ({one_line(error)})") from None
+    decoded = 0
     with container:
         if not container.streams.video:
             raise InputFileError(path, "file has no video stream")
@@ -218,33 +305,30 @@ def _video_frames(path: Path, stride: int) -> Iterator[tuple[int, np.ndarray]]:
         check_image_size(path, stream.codec_context.height, stream.codec_context.width)
         try:
             for index, frame in enumerate(container.decode(stream)):
+                decoded += 1
                 if index % stride == 0:
                     yield index, frame.to_ndarray(format="rgb24")
-        except (av.FFmpegError, OSError) as error:
-            raise InputFileError(path, f"cannot decode video ({_one_line(error)})") from None
-
-
-def _unique(name: str, taken: set[str]) -> str:
-    candidate, number = name, 2
-    while candidate in taken:
-        candidate, number = f"{name}_{number}", number + 1
-    taken.add(candidate)
-    return candidate
+        except (av.FFmpegError, OSError, ValueError) as error:
+            raise InputFileError(
+                path, f"cannot decode video after {decoded} frames ({one_line(error)})"
+            ) from None
+    if decoded == 0:
+        raise InputFileError(path, "video has no decodable frames")
 
 
 def iter_frames(sources: Sequence[InputSource], video_stride: int = 1) -> Iterator[Frame | InputFileError]:
     """Decode the sources in order, yielding a :class:`Frame` per image or video frame.
 
     A source that cannot be read yields its :class:`~bidrn.errors.InputFileError` instead (once;
-    a video that fails midway yields the frames before the failure first), so callers can skip
-    it and go on. Output names are the file stems, made unique (``photo``, ``photo_2``); video
-    frames are ``<stem>_<frame index, 6 digits>``. ``video_stride`` keeps every n-th video frame.
+    a video that fails midway yields the frames before the failure first, and a video without a
+    single decodable frame is a problem too), so callers can skip it and go on. Frames are named
+    after the file stem, video frames ``<stem>_<frame index, 6 digits>``; the output folder makes
+    the names unique. ``video_stride`` keeps every n-th video frame.
     """
     if video_stride < 1:
-        raise BidrnError(f"--video-stride must be at least 1, got {video_stride}")
-    taken: set[str] = set()
+        raise BidrnError(f"video stride must be at least 1, got {video_stride}")
     for source in sources:
-        stem = _unique(source.path.stem, taken)
+        stem = source.path.stem
         if source.kind == "image":
             try:
                 yield Frame(read_image_file(source.path), source.path, stem)
@@ -260,15 +344,26 @@ def iter_frames(sources: Sequence[InputSource], video_stride: int = 1) -> Iterat
 
 # -- boxes -----------------------------------------------------------------------------------------
 def parse_bbox(text: str) -> PersonBox:
-    """``"x,y,w,h"`` (pixels) -> :class:`PersonBox`; width and height must be positive."""
+    """``"x,y,w,h"`` (pixels) -> :class:`PersonBox`; four finite numbers, width and height positive."""
     parts = text.replace(" ", "").split(",")
     try:
         values = tuple(float(v) for v in parts)
     except ValueError:
         values = ()
     if len(values) != 4 or not all(math.isfinite(v) for v in values) or values[2] <= 0 or values[3] <= 0:
-        raise BidrnError(f"--bbox {text!r}: expected four numbers x,y,w,h with w and h positive")
+        raise BidrnError(f"person box {text!r}: expected four numbers x,y,w,h with w and h positive")
     return PersonBox(values)  # type: ignore[arg-type]
+
+
+def _finite_number(value: Any) -> float | None:
+    """``value`` as a finite float, or ``None`` for anything else (a bool, a string, 10**400, NaN)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _entry_box(entry: Any, where: str, path: Path) -> PersonBox | None:
@@ -279,26 +374,36 @@ def _entry_box(entry: Any, where: str, path: Path) -> PersonBox | None:
     if category != COCO_PERSON_CATEGORY:
         return None
     bbox = entry.get("bbox")
-    if (
-        not isinstance(bbox, list)
-        or len(bbox) != 4
-        or not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)
-    ):
-        raise InputFileError(path, f"{where}: 'bbox' must be four numbers [x, y, w, h], got {bbox!r}")
-    if bbox[2] <= 0 or bbox[3] <= 0:
-        raise InputFileError(path, f"{where}: 'bbox' width and height must be positive, got {bbox!r}")
+    values = [_finite_number(v) for v in bbox] if isinstance(bbox, list) else []
+    if len(values) != 4 or None in values:
+        raise InputFileError(path, f"{where}: 'bbox' must be four numbers [x, y, w, h], got {_short(bbox)}")
+    if values[2] <= 0 or values[3] <= 0:
+        raise InputFileError(path, f"{where}: 'bbox' width and height must be positive, got {_short(bbox)}")
     score = entry.get("score")
-    if score is not None and (not isinstance(score, int | float) or isinstance(score, bool)):
-        raise InputFileError(path, f"{where}: 'score' must be a number, got {score!r}")
-    return PersonBox(tuple(float(v) for v in bbox), None if score is None else float(score))  # type: ignore[arg-type]
+    if score is not None and _finite_number(score) is None:
+        raise InputFileError(path, f"{where}: 'score' must be a finite number, got {_short(score)}")
+    return PersonBox(tuple(values), None if score is None else _finite_number(score))  # type: ignore[arg-type]
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters (a 400-digit number or a huge list stays readable)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long for str()
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _id_key(value: Any) -> str:
     """Canonical form of an image id or file stem: ``000123``, ``123`` and ``123.0`` compare equal."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value) if abs(value) < 10**100 else _short(value)
     text = str(value)
+    if text.isascii() and text.isdigit() and len(text) < 100:
+        return str(int(text))  # exact, also beyond float precision
     try:
         number = float(text)
-    except ValueError:
+    except (ValueError, OverflowError):
         return text
     return str(int(number)) if number.is_integer() else text
 
@@ -332,6 +437,14 @@ class BoxTable:
         return sum(len(v) for v in self.by_name.values()) + sum(len(v) for v in self.by_id.values())
 
 
+class _NonStandardNumberError(ValueError):
+    """``NaN``, ``Infinity`` or ``-Infinity`` in a JSON document (Python accepts them, JSON does not)."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NonStandardNumberError(name)
+
+
 def read_boxes(path: str | Path, min_score: float = 0.0) -> BoxTable:
     """Read a COCO-style detections file (see the module docstring) into a :class:`BoxTable`.
 
@@ -339,16 +452,26 @@ def read_boxes(path: str | Path, min_score: float = 0.0) -> BoxTable:
         InputFileError: missing or malformed file, naming the file and the faulty entry.
     """
     path = Path(path)
+    require_regular_file(path, "boxes file")
+    size = path.stat().st_size
+    if size > MAX_BOXES_BYTES:
+        raise InputFileError(
+            path, f"boxes file is {size / 2**20:.0f} MiB, above the {MAX_BOXES_BYTES // 2**20} MiB limit"
+        )
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputFileError(path, "boxes file not found") from None
+        document = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
     except (OSError, UnicodeDecodeError) as error:
-        raise InputFileError(path, f"cannot read boxes file ({_one_line(error)})") from None
+        raise InputFileError(path, f"cannot read boxes file ({one_line(error)})") from None
     except json.JSONDecodeError as error:
         raise InputFileError(
             path, f"not valid JSON ({error.msg} at line {error.lineno} column {error.colno})"
         ) from None
+    except _NonStandardNumberError as error:
+        raise InputFileError(path, f"not valid JSON ({error} is not a JSON number)") from None
+    except RecursionError:
+        raise InputFileError(path, "not valid JSON for a boxes file (nested too deeply)") from None
+    except ValueError as error:  # e.g. an integer literal beyond Python's digit limit
+        raise InputFileError(path, f"not valid JSON ({one_line(error)})") from None
 
     file_names: dict[str, str] = {}
     if isinstance(document, dict):
@@ -360,7 +483,7 @@ def read_boxes(path: str | Path, min_score: float = 0.0) -> BoxTable:
                 or "id" not in image
                 or not isinstance(image.get("file_name"), str)
             ):
-                raise InputFileError(path, f"images[{number}]: needs 'id' and 'file_name'")
+                raise InputFileError(path, f"images[{number}]: needs 'id' and 'file_name' (a string)")
             file_names[_id_key(image["id"])] = image["file_name"]
         entries, label = document["annotations"], "annotations"
     elif isinstance(document, list):
@@ -378,11 +501,17 @@ def read_boxes(path: str | Path, min_score: float = 0.0) -> BoxTable:
         image_id = entry.get("image_id")
         if file_name is None and image_id is not None and file_names:
             if _id_key(image_id) not in file_names:
-                raise InputFileError(path, f"{where}: image_id {image_id!r} is not in 'images'")
+                raise InputFileError(path, f"{where}: image_id {_short(image_id)} is not in 'images'")
             file_name = file_names[_id_key(image_id)]
         if file_name is None and image_id is None:
             raise InputFileError(path, f"{where}: needs 'image_id' or 'file_name'")
         if file_name is not None and not isinstance(file_name, str):
-            raise InputFileError(path, f"{where}: 'file_name' must be a string, got {file_name!r}")
+            raise InputFileError(path, f"{where}: 'file_name' must be a string, got {_short(file_name)}")
+        if image_id is not None and (
+            isinstance(image_id, bool) or not isinstance(image_id, int | float | str)
+        ):
+            raise InputFileError(
+                path, f"{where}: 'image_id' must be a number or a string, got {_short(image_id)}"
+            )
         table.add(box, file_name, image_id)
     return table
