@@ -183,7 +183,9 @@ class FusedLocalConvResidual(LocalConvResidual):
         """
         clamp = clamp if clamp is not None else self.output_clamp
         if not self.convs[0]._use_kernels(x):
-            out = super().forward(x)  # the network's own math, on the packed layers' reference path
+            # The network's own branch-by-branch math (Eq. 7-10) on the packed layers' reference path;
+            # its batched form needs the simulated convs' quantizers, which packed layers do not have.
+            out = self.bn(self._branch_by_branch(self.preactivation(x)))
             if add is not None:
                 out = out + add
             return out if clamp is None else out.clamp(*clamp)
