@@ -59,3 +59,6 @@ def test_popcount_counts_every_bit_including_the_sign_bit():
     counts = popcount(words)
     assert counts.shape == words.shape and counts[0, 0, 0].item() == 64
     assert torch.equal(counts.sum(dim=-1), negative.sum(dim=-1))
+    edges = torch.tensor([0, 1, -(2**63), 2**63 - 1, -2])  # none, bit 0, bit 63, all but 63, all but 0
+    assert popcount(edges).tolist() == [0, 1, 1, 63, 63]
+    assert popcount(torch.zeros(2, 0, 3, dtype=torch.int64)).shape == (2, 0, 3)  # a sub-kernel without taps

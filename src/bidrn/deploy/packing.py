@@ -96,11 +96,19 @@ def padded_out_channels(out_channels: int) -> int:
 
 
 def popcount(words: Tensor) -> Tensor:
-    """Set bits of each int64 word (bitwise population count), as int64, without unpacking the bits."""
-    x = words - ((words >> 1) & 0x5555555555555555)  # 2-bit counts (>> is arithmetic; the mask drops
-    x = (x & 0x3333333333333333) + ((x >> 2) & 0x3333333333333333)  # the sign copies) -> 4-bit counts
-    x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0F  # 8-bit counts, all non-negative
-    return x.contiguous().view(torch.uint8).view(*x.shape, 8).sum(dim=-1)
+    """Set bits of each int64 word (bitwise population count), as int64, without unpacking the bits.
+
+    SWAR on bits 0-62 (the sign bit is counted apart, so no step overflows or shifts in sign copies);
+    works on any shape, empty ones included.
+    """
+    x = words & 0x7FFFFFFFFFFFFFFF
+    x = x - ((x >> 1) & 0x5555555555555555)  # 2-bit counts
+    x = (x & 0x3333333333333333) + ((x >> 2) & 0x3333333333333333)  # 4-bit counts
+    x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0F  # 8-bit counts
+    x = x + (x >> 8)
+    x = x + (x >> 16)
+    x = x + (x >> 32)  # the low byte holds the sum of the eight (at most 63)
+    return (x & 0x7F) + (words < 0)
 
 
 def kernel_weights(weight_bits: Tensor, in_channels: int) -> KernelWeights:
