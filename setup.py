@@ -29,7 +29,17 @@ SOURCES = [
     "kernels_avx512.cpp",
     "kernels_neon.cpp",
 ]
-HEADERS = ["bitconv.hpp", "scalar_impl.hpp", "thread_pool.hpp"]
+HEADERS = [
+    "bitconv.hpp",
+    "epilogue.hpp",
+    "pack.hpp",
+    "kernels_scalar.hpp",
+    "simd_scalar.hpp",
+    "simd_avx2.hpp",
+    "simd_avx512.hpp",
+    "simd_neon.hpp",
+    "thread_pool.hpp",
+]
 
 
 class OptionalBuildExt(build_ext):

@@ -64,7 +64,7 @@ def test_fused_unit_call_plans_follow_shapes_layouts_and_new_parameters(isa):
             torch.testing.assert_close(fused(x), expected, rtol=1e-5, atol=1e-5)
             clamped = fused(x, clamp=(-1.0, 1.0))
             torch.testing.assert_close(clamped, expected.clamp(-1, 1), rtol=1e-5, atol=1e-5)
-            accumulated = fused(x, accumulate_into=block_residual.clone(), clamp=(-1.0, 1.0))
+            accumulated = fused(x, add=block_residual, clamp=(-1.0, 1.0))
             torch.testing.assert_close(
                 accumulated, (expected + block_residual).clamp(-1, 1), rtol=1e-5, atol=1e-5
             )

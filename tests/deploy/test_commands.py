@@ -32,7 +32,7 @@ def test_export_writes_a_loadable_frozen_model(tmp_path, capsys):
 def test_export_reports_bad_checkpoints_in_one_line(tmp_path, capsys):
     assert main(["export", "--checkpoint", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
     error = capsys.readouterr().err
-    assert "missing.safetensors" in error and "Traceback" not in error
+    assert "missing" in error and "not found" in error and "Traceback" not in error
 
 
 def test_fp_only_checkpoint_cannot_be_exported(tmp_path, capsys):
@@ -46,7 +46,11 @@ def test_fp_only_checkpoint_cannot_be_exported(tmp_path, capsys):
 def test_bench_layers_json(capsys):
     argv = ["bench", "--json", "--layers-only", "--batch", "1", "--threads", "1", "--repeats", "1"]
     assert main(argv) == 0
-    report = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    progress = captured.err.splitlines()  # one line per row on stderr, before it is measured
+    assert progress[0] == "[bench] threads 1, batch 1: layer conv3x3_256x256_16x12 (1/7)"
+    assert len(progress) == len(report["layers"]) == 7
     names = [row["name"] for row in report["layers"]]
     assert "conv3x3_256x256_16x12" in names and "conv3x3_64x64_64x48" in names
     for row in report["layers"]:

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from bidrn.deploy import kernels
 from bidrn.deploy.layers import PackedBinaryConv2d, PackedBinaryConvTranspose2d, PackedBinaryLinear
 from bidrn.deploy.packing import pack_weight
 
@@ -104,10 +105,15 @@ def test_linear_matches_sign_matmul(isa, rows, in_features, out_features, seed):
     assert torch.equal(layer(x), signs(x) @ weight.t())
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_epilogue_threshold_and_sample_scale(isa, threads):
-    previous = torch.get_num_threads()
+BACKENDS = ["openmp", "pool"] if kernels.extension_available() else [None]
+
+
+@pytest.mark.parametrize(("threads", "backend"), [(1, BACKENDS[0]), *((2, backend) for backend in BACKENDS)])
+def test_epilogue_threshold_and_sample_scale(isa, threads, backend):
+    previous, previous_backend = torch.get_num_threads(), backend and kernels.thread_backend()
     torch.set_num_threads(threads)
+    if backend:
+        kernels.set_thread_backend(backend)
     try:
         x, generator = random_input(3, (3, 70, 6, 5), 0.1)
         weight = random_signs(generator, (40, 70, 3, 3))
@@ -124,6 +130,8 @@ def test_epilogue_threshold_and_sample_scale(isa, threads):
             torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-4)
     finally:
         torch.set_num_threads(previous)
+        if backend:
+            kernels.set_thread_backend(previous_backend)
 
 
 def test_conv_output_is_channels_last_and_accepts_any_layout(isa):
@@ -152,3 +160,48 @@ def test_call_plans_follow_input_shapes_and_new_weights(isa):
         integer_layer(PackedBinaryConv2d(64, 16, 3, stride=2, padding=1), weight).state_dict()
     )
     assert torch.equal(layer(x), F.conv2d(signs(x), weight, stride=2, padding=1))
+
+
+@pytest.mark.skipif(not kernels.extension_available(), reason="compiled kernels not built")
+def test_an_extension_with_other_structs_is_refused():
+    """The ctypes mirrors must match the compiled structs field by field, or the extension is not used."""
+    extension = kernels._extension
+    assert kernels._abi_problem(extension) == ""
+
+    class Other:
+        def __init__(self, change):
+            self.change = change
+
+        def abi_layout(self):
+            return self.change(extension.abi_layout())
+
+    def older(layout):
+        return {**layout, "version": kernels.ABI_VERSION - 1}
+
+    def moved(layout):
+        size, fields = layout["ConvArgs"]
+        return {**layout, "ConvArgs": (size, (*fields[:-2], fields[-1], fields[-2]))}
+
+    assert "ABI version" in kernels._abi_problem(Other(older))
+    assert "ConvArgs differs" in kernels._abi_problem(Other(moved))
+
+
+@pytest.mark.skipif(not kernels.extension_available(), reason="compiled kernels not built")
+def test_a_conv_can_join_only_a_conv_of_the_same_job_space():
+    x = torch.randn(1, 64, 4, 4).contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
+    layer = integer_layer(PackedBinaryConv2d(64, 32, 1), torch.ones(32, 64, 1, 1))
+    (phase,), multiplier, addend = layer._kernel_operands()
+    pack = kernels.plan_pack(x, [phase], 4, 4)
+    out = torch.empty(1, 4, 4, 32)
+    buffer = pack.buffer()
+    pack.args.packed = buffer.data_ptr()
+    first = kernels.plan_conv_args(pack, phase, (4, 4), out, multiplier, addend)
+    second = kernels.plan_conv_args(pack, phase, (4, 4), out, multiplier, addend, joins_previous=True)
+    first.packed = second.packed = buffer.data_ptr()
+    kernels.run((pack.args, first, second))
+    assert torch.equal(out, torch.full((1, 4, 4, 32), 64.0) - 2 * (x < 0).sum(-1, keepdim=True))
+    with pytest.raises(ValueError, match="joins_previous"):
+        kernels.run((pack.args, second))
+    second.out_h = 2
+    with pytest.raises(ValueError, match="joins_previous"):
+        kernels.run((pack.args, first, second))

@@ -46,3 +46,19 @@ def test_weight_round_trip_and_tap_sums():
     expected_sums = weight.sum(dim=1).reshape(40, 6).t().to(torch.int32)
     assert torch.equal(layout.tap_sums[:, :40], expected_sums)
     assert not layout.tap_sums[:, 40:].any()
+
+
+def test_popcount_counts_every_bit_including_the_sign_bit():
+    from bidrn.deploy.packing import popcount
+
+    generator = torch.Generator().manual_seed(2)
+    negative = torch.rand(7, 3, 130, generator=generator) < 0.5  # three words, the last one partial
+    negative[0, 0, :64] = True  # all 64 bits: the word is -1
+    words = pack_bits(negative)
+    assert words[0, 0, 0].item() == -1
+    counts = popcount(words)
+    assert counts.shape == words.shape and counts[0, 0, 0].item() == 64
+    assert torch.equal(counts.sum(dim=-1), negative.sum(dim=-1))
+    edges = torch.tensor([0, 1, -(2**63), 2**63 - 1, -2])  # none, bit 0, bit 63, all but 63, all but 0
+    assert popcount(edges).tolist() == [0, 1, 1, 63, 63]
+    assert popcount(torch.zeros(2, 0, 3, dtype=torch.int64)).shape == (2, 0, 3)  # a sub-kernel without taps

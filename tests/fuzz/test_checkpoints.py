@@ -13,7 +13,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from bidrn import deploy
-from bidrn.apps.predict import load_model
+from bidrn.deploy import load_model
 from bidrn.engine.checkpoint import FORMAT_TAG as CHECKPOINT_FORMAT
 from bidrn.engine.checkpoint import FORMAT_VERSION as CHECKPOINT_VERSION
 from bidrn.engine.checkpoint import load_checkpoint, tensor_digest
@@ -259,7 +259,6 @@ def test_malformed_frozen_files_are_one_line_errors(case, tiny, tmp_path):
     assert_one_line(lambda: load_model(path, "cpu"), path, fragment, error=InputFileError)
 
 
-@pytest.mark.xfail(strict=True, reason="owner: deploy/serialization.py (load casts packed words silently)")
 def test_frozen_packed_words_of_the_wrong_dtype_are_refused(tiny, tmp_path):
     path = copy_frozen(
         tiny, tmp_path / "m.bidrn.safetensors", None, {_is_packed: lambda t: t.to(torch.int32)}
@@ -267,9 +266,6 @@ def test_frozen_packed_words_of_the_wrong_dtype_are_refused(tiny, tmp_path):
     assert_one_line(lambda: load_model(path, "cpu"), path, "int32", error=InputFileError)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="owner: deploy/serialization.py (float64 in a float32 file is cast silently)"
-)
 def test_frozen_float64_tensors_in_a_float32_file_are_refused(tiny, tmp_path):
     path = copy_frozen(tiny, tmp_path / "m.bidrn.safetensors", None, {_is_float_weight: lambda t: t.double()})
     assert_one_line(lambda: load_model(path, "cpu"), path, "float64", error=InputFileError)
@@ -312,7 +308,6 @@ def test_export_refuses_float64_weights(tiny, tmp_path, capsys):
     assert_cli_error(capsys, argv, path, "float64")
 
 
-@pytest.mark.xfail(strict=True, reason="owner: commands/export.py (blames a missing model name)")
 def test_export_of_an_already_frozen_file_says_so(tiny, tmp_path, capsys):
     argv = ("export", "--checkpoint", tiny["frozen"], "--out", tmp_path / "again.bidrn.safetensors")
     assert_cli_error(capsys, argv, "already frozen")
@@ -339,7 +334,6 @@ def test_checkpoints_are_readable_by_the_group(tmp_path):
     assert oct(weights.stat().st_mode & 0o777) == "0o644"
 
 
-@pytest.mark.xfail(strict=True, reason="owner: deploy/serialization.py (safetensors 0600)")
 def test_frozen_files_are_readable_by_the_group(frozen_model, tmp_path):
     previous = os.umask(0o022)
     try:

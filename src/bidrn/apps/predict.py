@@ -49,39 +49,31 @@ Outputs, per person ``k`` of a frame named ``NAME`` (file stem, or ``<video stem
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from safetensors import SafetensorError, safe_open
 from torch import nn
 from tqdm import tqdm
 
 from bidrn.apps.inputs import Frame, PersonBox
 from bidrn.apps.outputs import SUMMARY_NAME, OutputFolder, person_stem
-from bidrn.binary import BinaryLayer
 from bidrn.body import load_body_model
 from bidrn.body.export import PARAMETER_SIZES, save_mesh, save_parameters, select_parameters
 from bidrn.body.render import mesh_region, render_overlay, render_side_view
 from bidrn.data import geometry
 from bidrn.data.targets import warp_image
-from bidrn.deploy.freeze import freeze
-from bidrn.deploy.serialization import FORMAT_TAG as FROZEN_FORMAT
-from bidrn.deploy.serialization import load as load_frozen
-from bidrn.deploy.serialization import read_metadata
-from bidrn.engine.checkpoint import FORMAT_TAG as CHECKPOINT_FORMAT
-from bidrn.engine.checkpoint import checkpoint_stem, load_checkpoint, load_weights_into
+from bidrn.deploy.loading import FreezeError, ModelInfo, load_model
 from bidrn.engine.resolution import PAPER_CROP
-from bidrn.errors import BidrnError, InputFileError, one_line, require_regular_file
+from bidrn.errors import BidrnError, InputFileError
 from bidrn.nets.wholebody import CANONICAL_BODY_INPUT, FOCAL, WholeBodyOutput
 
 __all__ = [
@@ -142,181 +134,6 @@ def resolve_device(requested: str | torch.device | None = None) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise BidrnError(f"device {str(requested)!r}: CUDA is not available here; use the CPU")
     return device
-
-
-# -- models --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ModelInfo:
-    """What :func:`load_model` loaded.
-
-    Attributes:
-        path: the checkpoint as given.
-        file_format: ``"frozen"`` (``bidrn export``) or ``"training"`` (``bidrn train``).
-        name: registry name of the model.
-        overrides: its constructor overrides.
-        frozen: whether the model runs packed 1-bit layers (else simulated binary layers).
-        body_model: body-model file the checkpoint records (training checkpoints), or ``None``.
-        binarized: whether the model has binary layers at all (``False`` for Hand4Whole).
-    """
-
-    path: Path
-    file_format: Literal["frozen", "training"]
-    name: str
-    overrides: dict[str, Any]
-    frozen: bool
-    body_model: str | None = None
-    binarized: bool = True
-
-
-class FreezeError(InputFileError):
-    """A training checkpoint whose model cannot be frozen to packed layers (it can still run simulated)."""
-
-
-_NOT_OURS = (
-    "not a bidrn checkpoint (expected a frozen *.bidrn.safetensors from `bidrn export` "
-    "or a training checkpoint from `bidrn train`)"
-)
-
-
-def _weights_file(path: Path) -> Path:
-    """The safetensors file behind a checkpoint argument (the file itself, or a stem's weights)."""
-    if path.is_dir():
-        raise InputFileError(path, "is a folder; pass the checkpoint file")
-    if path.suffix == ".json" or (not os.path.lexists(path) and checkpoint_stem(path) == path):
-        stem = checkpoint_stem(path)
-        candidate = stem.with_name(stem.name + ".safetensors")
-        if os.path.lexists(candidate):
-            return require_regular_file(candidate, "checkpoint")
-    if not os.path.lexists(path):
-        raise InputFileError(path, "checkpoint not found")
-    return require_regular_file(path, "checkpoint")
-
-
-def _file_format(path: Path) -> str:
-    """The ``format`` tag in a safetensors header; one-line error for anything that is not ours."""
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except (SafetensorError, OSError, ValueError):
-        raise InputFileError(path, _NOT_OURS) from None
-    tag = metadata.get("format")
-    if tag not in (FROZEN_FORMAT, CHECKPOINT_FORMAT):
-        raise InputFileError(path, _NOT_OURS)
-    return tag
-
-
-def is_frozen_file(path: str | Path) -> bool:
-    """Whether ``path`` is a frozen 1-bit model (``False`` for a training checkpoint).
-
-    Raises:
-        InputFileError: missing file or a file that is not one of ours.
-    """
-    return _file_format(_weights_file(Path(path))) == FROZEN_FORMAT
-
-
-def load_model(
-    path: str | Path, device: torch.device | str = "cpu", frozen: bool | None = None
-) -> tuple[nn.Module, ModelInfo]:
-    """Load a frozen file or a training checkpoint as an eval-mode model on ``device``.
-
-    Args:
-        path: frozen ``*.bidrn.safetensors``, or a training checkpoint's stem / ``.safetensors`` /
-            ``.json``.
-        device: where the model runs.
-        frozen: run packed 1-bit layers (``True``), simulated binary layers (``False``) or the
-            default for the device (frozen on CPU, simulated on CUDA for training checkpoints).
-
-    Raises:
-        InputFileError: missing file, a file that is not one of ours, or weights that do not fit.
-    """
-    path = Path(path)
-    device = torch.device(device)
-    weights = _weights_file(path)
-    if _file_format(weights) == FROZEN_FORMAT:
-        if frozen is False:
-            raise InputFileError(
-                path, "is a frozen 1-bit model and runs only frozen; pass the training checkpoint to simulate"
-            )
-        name, overrides = _architecture(read_metadata(weights)["architecture"], path)
-        try:
-            model = load_frozen(weights)
-        except InputFileError:
-            raise
-        except BidrnError as error:
-            raise InputFileError(path, f"records a model that cannot be built ({error})") from None
-        except (TypeError, ValueError, KeyError, AttributeError) as error:
-            raise InputFileError(path, f"malformed frozen model file ({one_line(error)})") from None
-        _check_finite(model.state_dict(), path)
-        return model.to(device).eval(), ModelInfo(path, "frozen", name, overrides, True)
-
-    checkpoint = load_checkpoint(weights, with_state=False)
-    name, overrides, body_model = _training_info(checkpoint.info, path)
-    _check_finite(checkpoint.weights, path)
-    model = _create_model(name, overrides, path).eval()
-    load_weights_into(model, checkpoint, path)  # refuses tensors of another dtype than the model's
-    binarized = any(isinstance(module, BinaryLayer) for module in model.modules())
-    if frozen and not binarized:
-        raise InputFileError(path, f"model {name!r} has no binary layers to freeze")
-    run_frozen = binarized and (device.type == "cpu" if frozen is None else frozen)
-    if run_frozen:
-        example = torch.zeros(1, 3, *model.config.crop_input)
-        try:
-            model = freeze(model, example_inputs=(example,))
-        except BidrnError as error:
-            raise FreezeError(path, f"cannot freeze this model ({error}); it can run simulated") from None
-    info = ModelInfo(path, "training", name, overrides, run_frozen, body_model, binarized)
-    return model.to(device).eval(), info
-
-
-def _architecture(architecture: Any, path: Path) -> tuple[str, dict[str, Any]]:
-    """``(name, overrides)`` of a frozen file's ``architecture`` record, checked for shape and type."""
-    if architecture is None:
-        raise InputFileError(path, "no architecture recorded; this file cannot be rebuilt without its code")
-    if not isinstance(architecture, dict) or not isinstance(architecture.get("name"), str):
-        raise InputFileError(
-            path, "malformed metadata: 'architecture' must be an object with a 'name' string"
-        )
-    overrides = architecture.get("overrides", {})
-    if not isinstance(overrides, dict):
-        raise InputFileError(path, "malformed metadata: 'architecture.overrides' must be an object")
-    return architecture["name"], overrides
-
-
-def _training_info(info: Any, path: Path) -> tuple[str, dict[str, Any], str | None]:
-    """``(model name, overrides, body model)`` from a training checkpoint's JSON, checked."""
-    if not isinstance(info, dict):
-        raise InputFileError(
-            path, f"malformed checkpoint JSON: expected an object, got {type(info).__name__}"
-        )
-    name, overrides, body_model = info.get("model"), info.get("model_overrides", {}), info.get("body_model")
-    if not name:
-        raise InputFileError(path, "checkpoint does not record its model name")
-    if not isinstance(name, str):
-        raise InputFileError(path, "malformed checkpoint JSON: 'model' must be a string")
-    if not isinstance(overrides, dict):
-        raise InputFileError(path, "malformed checkpoint JSON: 'model_overrides' must be an object")
-    if body_model is not None and not isinstance(body_model, str):
-        raise InputFileError(path, "malformed checkpoint JSON: 'body_model' must be a path string")
-    return name, overrides, body_model
-
-
-def _create_model(name: str, overrides: dict[str, Any], path: Path) -> nn.Module:
-    """``bidrn.create_model(name, **overrides)``; a name or override the code does not know names ``path``."""
-    import bidrn
-
-    try:
-        return bidrn.create_model(name, **overrides)
-    except BidrnError as error:
-        raise InputFileError(path, f"records a model that cannot be built ({error})") from None
-    except (TypeError, ValueError) as error:
-        raise InputFileError(path, f"records model overrides that do not fit {name!r} ({error})") from None
-
-
-def _check_finite(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """Refuse NaN or infinite weights or statistics, naming the first such tensor."""
-    for key, tensor in tensors.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise InputFileError(path, f"tensor '{key}' holds NaN or infinite values")
 
 
 # -- crops and cameras -------------------------------------------------------------------------------

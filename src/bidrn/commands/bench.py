@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 
 import torch
 
@@ -63,23 +64,34 @@ def run(args: argparse.Namespace) -> int:
     for threads in _settings(args):
         torch.set_num_threads(threads)
         for batch in args.batch:
-            for row in benchmark.benchmark_layers(batch, args.repeats):
-                report["layers"].append({**row, "threads": threads})
+            setting = f"threads {threads}, batch {batch}"
+            rows = benchmark.benchmark_layers(
+                batch, args.repeats, progress=lambda line, setting=setting: _progress(f"{setting}: {line}")
+            )
+            report["layers"].extend({**row, "threads": threads} for row in rows)
             if args.layers_only:
                 continue
             if simulated is None:
+                _progress("building and freezing the end-to-end models")
                 simulated = benchmark.build_model("bidrn", overrides)
                 height, width = benchmark.input_size(simulated)
                 frozen = freeze(simulated, example_inputs=(torch.rand(1, 3, height, width),))
+            _progress(f"{setting}: end to end ({args.model_repeats} repeats of 4 models)")
             row = benchmark.benchmark_end_to_end(batch, args.model_repeats, overrides, frozen, simulated)
             report["end_to_end"].append({**row, "threads": threads})
     if not args.layers_only:
+        _progress("model sizes")
         report["size"] = benchmark.benchmark_sizes(overrides, frozen, simulated)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         _print_tables(report)
     return 0
+
+
+def _progress(line: str) -> None:
+    """One progress line on stderr (the tables or JSON go to stdout)."""
+    print(f"[bench] {line}", file=sys.stderr, flush=True)
 
 
 _FLAGS = {"avx2", "avx512f", "avx512_vpopcntdq", "popcnt", "asimd"}

@@ -64,11 +64,8 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    import bidrn
-    from bidrn.apps.predict import is_frozen_file, load_model
     from bidrn.body import load_body_model
-    from bidrn.deploy.serialization import read_metadata
-    from bidrn.engine.checkpoint import load_checkpoint, load_weights_into
+    from bidrn.deploy.loading import is_frozen_file, load_model
     from bidrn.engine.datasets import open_dataset
     from bidrn.engine.distributed import init_distributed, shutdown_distributed
     from bidrn.engine.evaluation import evaluate, result_document
@@ -76,18 +73,8 @@ def run(args: argparse.Namespace) -> int:
     from bidrn.engine.resolution import fit_to_model
     from bidrn.errors import InputFileError
 
-    frozen = is_frozen_file(args.checkpoint)
-    if frozen:
-        body_path = args.body_model
-        statistics = (read_metadata(args.checkpoint)["architecture"] or {}).get("training_statistics")
-    else:
-        checkpoint = load_checkpoint(args.checkpoint, with_state=False)
-        statistics = checkpoint.info.get("training_statistics")
-        name = args.model or checkpoint.model_name
-        if not name:
-            raise BidrnError(f"{args.checkpoint}: checkpoint does not record its model; pass --model NAME")
-        overrides = {**checkpoint.model_overrides, **parse_overrides(args.set)}
-        body_path = args.body_model or checkpoint.info.get("body_model")
+    # A training checkpoint is evaluated as trained (simulated); a frozen file runs frozen.
+    frozen = None if is_frozen_file(args.checkpoint) else False
     j14 = None
     if args.j14_regressor is not None:
         try:
@@ -96,14 +83,15 @@ def run(args: argparse.Namespace) -> int:
             raise InputFileError(args.j14_regressor, f"not a readable .npy array ({error})") from None
     context = init_distributed(args.device)
     try:
-        body_model = load_body_model(body_path)
-        if frozen:
-            model, info = load_model(args.checkpoint, device=context.device, frozen=True)
-            model.attach_body_model(body_model)
-            name = info.name
-        else:
-            model = bidrn.create_model(name, body_model=body_model, **overrides)
-            load_weights_into(model, checkpoint, args.checkpoint)
+        model, info = load_model(
+            args.checkpoint,
+            frozen=frozen,
+            device=context.device,
+            model_name=args.model,
+            overrides=parse_overrides(args.set) if frozen is False else None,
+        )
+        body_model = load_body_model(args.body_model or info.body_model)
+        model.attach_body_model(body_model)
         dataset = fit_to_model(open_dataset(args.data, train=False, body_model=body_model), model)
         topology = mesh_topology(body_model, j14)
         result = evaluate(
@@ -117,12 +105,12 @@ def run(args: argparse.Namespace) -> int:
         )
         report = None
         if args.baseline:
-            report = _baselines(args, result, body_model, topology, statistics)
+            report = _baselines(args, result, body_model, topology, info.training_statistics)
         if context.is_main:
             _print(result, report)
             if args.json is not None:
                 document = result_document(
-                    result, method=name, checkpoint=str(args.checkpoint), data=args.data
+                    result, method=info.name, checkpoint=str(args.checkpoint), data=args.data
                 )
                 if report is not None:
                     document.update(report.as_dict())

@@ -6,6 +6,7 @@
     frozen = deploy.freeze(model, example_inputs=(images,))  # packed layers, BatchNorms folded
     deploy.save(frozen, "model.bidrn.safetensors", fp16=True, architecture={"name": "bidrn"})
     frozen = deploy.load("model.bidrn.safetensors")           # rebuilt with bidrn.create_model
+    model, info = deploy.load_model(path)                     # any frozen file or training checkpoint
 
 Packed layers compute exactly what the simulated binary layers compute in eval mode (the same ±1
 integers, then one multiply and add per output channel). They run on the compiled kernels
@@ -22,9 +23,12 @@ from bidrn.deploy.layers import (
     PackedBinaryLayer,
     PackedBinaryLinear,
 )
+from bidrn.deploy.loading import FreezeError, ModelInfo, is_frozen_file, load_model
 from bidrn.deploy.serialization import load, read_metadata, save
 
 __all__ = [
+    "FreezeError",
+    "ModelInfo",
     "PackedBinaryConv2d",
     "PackedBinaryConvTranspose2d",
     "PackedBinaryLayer",
@@ -33,7 +37,9 @@ __all__ = [
     "extension_available",
     "freeze",
     "frozen_layout",
+    "is_frozen_file",
     "load",
+    "load_model",
     "pack_layer",
     "read_metadata",
     "save",

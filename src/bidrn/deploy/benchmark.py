@@ -128,16 +128,22 @@ def _layer_pair(case: LayerCase, batch: int, generator: torch.Generator) -> dict
 
 
 def benchmark_layers(
-    batch: int, repeats: int, cases: tuple[LayerCase, ...] = LAYER_CASES
+    batch: int,
+    repeats: int,
+    cases: tuple[LayerCase, ...] = LAYER_CASES,
+    progress: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Per-layer rows: ``name``, ``batch``, ``fp32_ms`` (best layout), ``packed_ms``, ``speedup``.
 
     The main figures interleave single calls (cold weights, see :func:`median_ms`); the
-    ``*_steady_ms`` / ``speedup_steady`` figures interleave bursts of five calls.
+    ``*_steady_ms`` / ``speedup_steady`` figures interleave bursts of five calls. ``progress``
+    receives one line per layer before it is measured.
     """
     generator = torch.Generator().manual_seed(0)
     rows = []
-    for case in cases:
+    for index, case in enumerate(cases):
+        if progress is not None:
+            progress(f"layer {case.name} ({index + 1}/{len(cases)})")
         contenders = _layer_pair(case, batch, generator)
         times = median_ms(contenders, repeats)
         steady = median_ms(contenders, max(1, repeats // 5), burst=5)

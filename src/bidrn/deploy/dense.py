@@ -25,6 +25,7 @@ from torch import Tensor, nn
 __all__ = [
     "PointwiseConv2d",
     "batchnorm_factors",
+    "channels_last_convs",
     "fold_batchnorm_into_conv",
     "is_pointwise",
     "use_pointwise_convs",
@@ -66,6 +67,20 @@ def use_pointwise_convs(model: nn.Module) -> list[str]:
     for name in names:
         model.get_submodule(name).__class__ = PointwiseConv2d
     return names
+
+
+def channels_last_convs(model: nn.Module) -> nn.Module:
+    """Store every full-precision conv weight channels-last, in place; returns ``model``.
+
+    Unlike ``model.to(memory_format=torch.channels_last)``, which converts every 4-D tensor, this
+    leaves packed layers' bit tensors in their own layout (no copies).
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
+            weight = module.weight
+            if not weight.is_meta and not weight.is_contiguous(memory_format=torch.channels_last):
+                weight.data = weight.data.contiguous(memory_format=torch.channels_last)
+    return model
 
 
 def batchnorm_factors(batchnorm: nn.Module) -> tuple[Tensor, Tensor]:

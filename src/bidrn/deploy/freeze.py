@@ -34,7 +34,12 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
 from bidrn.binary import BinaryConv2d, BinaryConvTranspose2d, BinaryLayer, BinaryLinear
-from bidrn.deploy.dense import batchnorm_factors, fold_batchnorm_into_conv, use_pointwise_convs
+from bidrn.deploy.dense import (
+    batchnorm_factors,
+    channels_last_convs,
+    fold_batchnorm_into_conv,
+    use_pointwise_convs,
+)
 from bidrn.deploy.layers import (
     PackedBinaryConv2d,
     PackedBinaryConvTranspose2d,
@@ -244,7 +249,7 @@ def freeze(model: nn.Module, example_inputs: Sequence[Any] | None = None, fuse: 
     frozen.bidrn_biased_convs = sorted(biased_convs)
     use_pointwise_convs(frozen)
     frozen.bidrn_fused_units = fuse_units(frozen) if fuse else []
-    return frozen.to(memory_format=torch.channels_last)
+    return channels_last_convs(frozen)
 
 
 def fuse_units(model: nn.Module) -> list[str]:
@@ -259,7 +264,7 @@ def fuse_units(model: nn.Module) -> list[str]:
 
     names = [name for name, module in model.named_modules() if can_fuse(module)]
     for name in names:
-        _replace(model, name, FusedLocalConvResidual(model.get_submodule(name)))
+        FusedLocalConvResidual.fuse(model.get_submodule(name))
     blocks = [name for name, module in model.named_modules() if can_fuse_block(module)]
     for name in blocks:
         _replace(model, name, FusedBiDRB(model.get_submodule(name)))

@@ -1,4 +1,4 @@
-"""Fused BiDRN units: one kernel call per branch of a Local Convolution Residual.
+"""Fused BiDRN units: one kernel call per Local Convolution Residual, every element-wise op in the epilogue.
 
 A :class:`bidrn.nets.bidrn.LocalConvResidual` with a residual form computes (paper Eq. 7–10)::
 
@@ -10,21 +10,25 @@ residual add, concat / sum, BatchNorm). :class:`FusedLocalConvResidual` runs eac
 packed convolution whose epilogue applies all of them (:class:`bidrn.deploy.kernels.PostOps`):
 
 * RPReLU's input shift γ goes into the conv's addend, its slope is the PReLU post-op;
-* the residual ``R(a_i)`` (identity or 2×2 average pool, computed by torch) is added;
+* the residual ``R(a_i)`` (identity or 2×2 average pool, read from the unit's own ``residual``
+  module) is added straight from the unit's input, pooled in the epilogue when it is a pool;
 * BatchNorm (eval) and RPReLU's output shift ζ become one multiply-add:
   ``BN(p + r + ζ) = s·(p + r) + (s·ζ + t)``;
 * concat forms write each branch into its channel slice of the output; the Fusion Down sum
   accumulates branches into one output (BatchNorm is linear, so its shift is added once);
-* within an ``nn.Sequential`` chain of units, the next unit's Hardtanh (or ReLU) pre-activation
-  becomes a clamp at the end of this unit's epilogue (:func:`fuse_preactivations`): the chain
-  hands each unit's output only to the next one, so nothing else sees the unclamped values.
+* within a chain of units, the next unit's Hardtanh (or ReLU) pre-activation becomes a clamp at
+  the end of this unit's epilogue (:func:`fuse_preactivations`): the chain hands each unit's output
+  only to the next one, so nothing else sees the unclamped values.
 
-The module keeps the unit's submodules and names (``convs`` now packed), so state-dict keys are
-unchanged; on the reference path (no compiled kernels) it runs the original sequence of torch ops.
+Fusing does not build a new module: the unit's class becomes :class:`FusedLocalConvResidual`, a
+subclass of the network's own ``LocalConvResidual``. Its form, branch count, convs, RPReLUs,
+residual and BatchNorm are the unit's own attributes, the state-dict keys are unchanged, and off
+the compiled kernels it runs the network's own ``forward``.
 """
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 from dataclasses import dataclass
 
@@ -40,12 +44,35 @@ from bidrn.nets.bidrn import BiDRBasicBlock, BiDRBottleneck, BiDRNEncoder, Local
 __all__ = ["FusedBiDRB", "FusedLocalConvResidual", "can_fuse", "can_fuse_block", "fuse_preactivations"]
 
 
+def residual_pool(residual: nn.Module) -> bool | None:
+    """How the epilogue computes a unit's residual module: pooled (``True``) or as is (``False``).
+
+    ``True`` for the 2×2 average pool of Down Scale / Down Sample, ``False`` for the identity,
+    ``None`` for anything else (the unit cannot be fused).
+    """
+    if isinstance(residual, nn.Identity):
+        return False
+    if (
+        isinstance(residual, nn.AvgPool2d)
+        and residual.kernel_size in (2, (2, 2))
+        and residual.stride in (2, (2, 2))
+        and residual.padding in (0, (0, 0))
+        and residual.ceil_mode
+        and not residual.count_include_pad
+        and residual.divisor_override is None
+    ):
+        return True
+    return None
+
+
 def can_fuse(unit: nn.Module) -> bool:
-    """Whether ``unit`` is a residual-form LCR whose convs are packed and whose BatchNorm is eval-able."""
+    """Whether ``unit`` is a residual-form LCR with packed convs, a known residual and an eval BatchNorm."""
     return (
         isinstance(unit, LocalConvResidual)
+        and not isinstance(unit, FusedLocalConvResidual)
         and unit.rprelus is not None
         and all(isinstance(conv, PackedBinaryConv2d) and not conv.input_scale for conv in unit.convs)
+        and residual_pool(unit.residual) is not None
         and isinstance(unit.bn, nn.BatchNorm2d)
         and unit.bn.running_mean is not None
     )
@@ -59,49 +86,58 @@ def _padded(values: Tensor, like: Tensor) -> Tensor:
 
 
 @dataclass(frozen=True)
-class _BranchCall:
-    """One branch's kernel call plan, and its byte offsets into the unit's input, output, residual."""
+class _Binding:
+    """Where one conv of a unit plan reads and writes, as byte offsets from the call's tensors."""
 
-    conv: kernels.ConvPlan
-    input_offset: int
-    out_offset: int
-    residual_offset: int
+    conv: kernels.ConvArgs
+    pack: int  # index of the packing pass whose buffer it reads
+    out_offset: int  # into the output
+    residual_offset: int  # into the unit's input (the residual is the input, or pooled from it)
+    accumulate: str | None  # "out" or "add": the tensor added in the epilogue
+    accumulate_offset: int
 
 
 @dataclass(frozen=True)
 class _UnitPlan:
-    """A fused unit's calls for one input shape, output layout and clamp."""
+    """A fused unit's packing passes and convs for one input shape, output layout and clamp."""
 
     out_shape: tuple[int, int, int, int]
-    branches: tuple[_BranchCall, ...]
+    packs: tuple[kernels.PackPlan, ...]
+    input_offsets: tuple[int, ...]  # of each packing pass, into the unit's input
+    bindings: tuple[_Binding, ...]
+    steps: tuple[ctypes.Structure, ...]
+    operands: tuple[object, ...]
 
 
-class FusedLocalConvResidual(nn.Module):
-    """Frozen :class:`~bidrn.nets.bidrn.LocalConvResidual` with RPReLU, residual, merge and BN fused."""
+class FusedLocalConvResidual(LocalConvResidual):
+    """A :class:`~bidrn.nets.bidrn.LocalConvResidual` whose branches run as packed convs with fused epilogues.
 
-    def __init__(self, unit: nn.Module) -> None:
-        super().__init__()
+    Made by :meth:`fuse` from a unit (in place); see the module docstring.
+    """
+
+    output_clamp: tuple[float, float] | None
+
+    @classmethod
+    def fuse(cls, unit: LocalConvResidual) -> FusedLocalConvResidual:
+        """Turn ``unit`` (frozen: its convs packed) into a fused unit in place and return it."""
         if not can_fuse(unit):
             raise ValueError("only residual-form LocalConvResidual units with packed convs can be fused")
-        self.form = unit.form
-        self.branches = unit.branches
-        self.preactivation = unit.preactivation
-        self.convs = unit.convs
-        self.rprelus = unit.rprelus
-        self.residual = unit.residual
-        self.bn = unit.bn
-        self.output_clamp: tuple[float, float] | None = None  # set by fuse_preactivations
-        self._plans: dict[tuple, _UnitPlan] = {}  # (shapes, strides, output layout, clamp) -> plan
-        # Branches that read the same input through identical convs share one packed input.
-        first = self.convs[0].config()
-        self.shares_packed_input = (
-            self.form != "fusion_down"
-            and len(self.convs) > 1
-            and not first["has_threshold"]
-            and not first["input_scale"]
-            and all(conv.config() == first for conv in self.convs)
-        )
-        self.register_load_state_dict_post_hook(lambda module, _keys: module.invalidate())
+        unit.__class__ = cls
+        unit.output_clamp = None  # set by fuse_preactivations
+        unit._plans = {}  # (shapes, strides, output layout, clamp, ISA generation) -> plan
+        unit.register_load_state_dict_post_hook(lambda module, _keys: module.invalidate())
+        return unit
+
+    @property
+    def shares_packed_input(self) -> bool:
+        """Whether the branches read one packed input.
+
+        Fusion Up and Down Sample branches read the same input; Fusion Down branches read channel
+        groups of it, which one packing serves when the groups are whole 64-bit words.
+        """
+        if len(self.convs) == 1 or any(conv.input_threshold is not None for conv in self.convs):
+            return False
+        return self.form != "fusion_down" or self.convs[0].in_channels % 64 == 0
 
     def invalidate(self) -> None:
         """Forget the call plans, which hold the derived epilogue vectors (after parameters change)."""
@@ -124,131 +160,142 @@ class FusedLocalConvResidual(nn.Module):
             branch_scale, branch_shift = scale[channels], scale[channels] * rprelu.shift_out.double()
             if not summed or index == 0:
                 branch_shift = branch_shift + shift[channels]
-
             shifted_addend = addend.clone()
             shifted_addend[:width] -= rprelu.shift_in.float()
             post = PostOps(
                 slope=_padded(rprelu.slope, multiplier),
                 scale=_padded(branch_scale, multiplier),
                 shift=_padded(branch_shift, multiplier),
-                accumulate=summed and index > 0,
             )
             terms.append((shifted_addend, post))
         return terms
 
-    def _reference_forward(
-        self, a: Tensor, accumulate_into: Tensor | None, clamp: tuple[float, float] | None
-    ) -> Tensor:
-        inputs = a.chunk(self.branches, dim=1) if self.form == "fusion_down" else (a,) * self.branches
-        outputs = [
-            rprelu(conv(part)) + self.residual(part)
-            for conv, rprelu, part in zip(self.convs, self.rprelus, inputs, strict=True)
-        ]
-        merged = torch.stack(outputs).sum(dim=0) if self.form == "fusion_down" else torch.cat(outputs, dim=1)
-        out = self.bn(merged)
-        if accumulate_into is not None:
-            out = accumulate_into.add_(out)
-        return out if clamp is None else out.clamp_(*clamp)
-
     def forward(
-        self, x: Tensor, accumulate_into: Tensor | None = None, clamp: tuple[float, float] | None = None
+        self, x: Tensor, add: Tensor | None = None, clamp: tuple[float, float] | None = None
     ) -> Tensor:
-        """Pre-activate, then one fused packed conv per branch (see the module docstring).
+        """The unit's output, plus ``add`` when given, clamped to ``clamp`` (default ``output_clamp``).
 
         Args:
             x: unit input (N, C, H, W).
-            accumulate_into: a channels-last tensor of the output's shape that the unit's output is
-                added to in place and returned (:class:`FusedBiDRB` passes the Block Residual).
+            add: a tensor of the output's shape added to the output (:class:`FusedBiDRB` passes the
+                Block Residual); it is read, not written.
             clamp: bounds applied to the final output instead of ``output_clamp``.
         """
         clamp = clamp if clamp is not None else self.output_clamp
-        a = self.preactivation(x)
-        if not self.convs[0]._use_kernels(a):
-            return self._reference_forward(a, accumulate_into, clamp)
-        a = a.contiguous(memory_format=torch.channels_last)
-        residual = self.residual(a).contiguous(memory_format=torch.channels_last)
-        a_nhwc, residual_nhwc = a.permute(0, 2, 3, 1), residual.permute(0, 2, 3, 1)
-        target = None if accumulate_into is None else accumulate_into.permute(0, 2, 3, 1)
+        if not self.convs[0]._use_kernels(x):
+            # The network's own branch-by-branch math (Eq. 7-10) on the packed layers' reference path;
+            # its batched form needs the simulated convs' quantizers, which packed layers do not have.
+            out = self.bn(self._branch_by_branch(self.preactivation(x)))
+            if add is not None:
+                out = out + add
+            return out if clamp is None else out.clamp(*clamp)
+        a_nhwc = self.preactivation(x).contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
+        add_nhwc = (
+            None if add is None else add.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
+        )
         key = (
             a_nhwc.shape,
             a_nhwc.stride(),
-            residual_nhwc.shape,
-            residual_nhwc.stride(),
-            None if target is None else (target.shape, target.stride()),
+            None if add_nhwc is None else (add_nhwc.shape, add_nhwc.stride()),
             clamp,
+            kernels.generation(),
         )
         plan = self._plans.get(key)
         if plan is None:
-            plan = self._plan(a_nhwc, residual_nhwc, target, clamp)
+            plan = self._plan(a_nhwc, add_nhwc, clamp)
             self._plans[key] = plan
-        out = torch.empty(plan.out_shape, dtype=torch.float32) if target is None else target
-        a_address, out_address, residual_address = a_nhwc.data_ptr(), out.data_ptr(), residual_nhwc.data_ptr()
-        buffer = kernels.pack_for_plan(plan.branches[0].conv, a_address) if self.shares_packed_input else None
-        for branch in plan.branches:
-            kernels.run_conv(
-                branch.conv,
-                a_address + branch.input_offset,
-                out_address + branch.out_offset,
-                residual_address + branch.residual_offset,
-                buffer,
-            )
+        out = torch.empty(plan.out_shape, dtype=torch.float32)
+        a_address, out_address = a_nhwc.data_ptr(), out.data_ptr()
+        add_address = 0 if add_nhwc is None else add_nhwc.data_ptr()
+        buffers = [pack.buffer() for pack in plan.packs]
+        for pack, buffer, offset in zip(plan.packs, buffers, plan.input_offsets, strict=True):
+            pack.args.input, pack.args.packed = a_address + offset, buffer.data_ptr()
+        for binding in plan.bindings:
+            conv = binding.conv
+            conv.packed = buffers[binding.pack].data_ptr()
+            conv.out = out_address + binding.out_offset
+            conv.residual = a_address + binding.residual_offset
+            if binding.accumulate is not None:
+                base = out_address if binding.accumulate == "out" else add_address
+                conv.accumulate_from = base + binding.accumulate_offset
+        kernels.run(plan.steps)
         return out.permute(0, 3, 1, 2)
 
-    def _plan(
-        self, a_nhwc: Tensor, residual_nhwc: Tensor, target: Tensor | None, clamp: tuple[float, float] | None
-    ) -> _UnitPlan:
-        """Kernel call plans of every branch for inputs (and output) shaped and strided like these."""
+    def _plan(self, a_nhwc: Tensor, add_nhwc: Tensor | None, clamp: tuple[float, float] | None) -> _UnitPlan:
+        """Packing passes and convs of every branch for inputs (and output) shaped and strided like these."""
         first = self.convs[0]
         batch = a_nhwc.shape[0]
         out_h, out_w = first.out_size(a_nhwc.shape[1], a_nhwc.shape[2])
-        width = first.out_channels
+        width, in_width = first.out_channels, first.in_channels
         summed = self.form == "fusion_down"
         out_shape = (batch, out_h, out_w, width if summed else width * self.branches)
-        if target is None:
-            out = torch.empty(out_shape, dtype=torch.float32)
-        elif tuple(target.shape) != out_shape or target.stride(3) != 1:
-            raise ValueError("accumulate_into must be a channels-last tensor of the unit's output shape")
-        else:
-            out = target
-        clamp_bounds = None if clamp is None else torch.tensor(clamp, dtype=torch.float32)
-        branches = []
+        if add_nhwc is not None and (tuple(add_nhwc.shape) != out_shape or add_nhwc.stride(3) != 1):
+            raise ValueError("add must be a tensor of the unit's output shape")
+        out = torch.empty(out_shape, dtype=torch.float32)
+        pooled = bool(residual_pool(self.residual))
+        shared = self.shares_packed_input
+        packs, input_offsets, bindings, steps, operands = [], [], [], [], []
         for index, (conv, (addend, post)) in enumerate(zip(self.convs, self._branch_terms(), strict=True)):
             (phase,), multiplier, _ = conv._kernel_operands()
-            if summed:
-                part = a_nhwc[..., index * conv.in_channels : (index + 1) * conv.in_channels]
-                branch_residual = residual_nhwc[..., index * width : (index + 1) * width]
-                branch_out = out
-            else:
-                part, branch_residual = a_nhwc, residual_nhwc
-                branch_out = out[..., index * width : (index + 1) * width]
+            part = a_nhwc[..., index * in_width : (index + 1) * in_width] if summed else a_nhwc
+            if not packs or not shared:
+                source = a_nhwc if shared else part
+                packs.append(kernels.plan_pack(source, [phase], out_h, out_w, conv._threshold()))
+                input_offsets.append(source.data_ptr() - a_nhwc.data_ptr())
+                steps.append(packs[-1].args)
+            branch_out = out if summed else out[..., index * width : (index + 1) * width]
+            residual = part if summed else a_nhwc
+            added = out if summed and index > 0 else add_nhwc
+            if added is not None and not summed:
+                added = added[..., index * width : (index + 1) * width]
             last = not summed or index == len(self.convs) - 1
             branch_post = PostOps(
-                post.slope,
-                branch_residual,
-                post.scale,
-                post.shift,
-                post.accumulate or target is not None,
-                clamp_bounds if last else None,
+                slope=post.slope,
+                residual=residual,
+                residual_pool=pooled,
+                scale=post.scale,
+                shift=post.shift,
+                accumulate=added,
+                clamp=clamp if last else None,
             )
-            threshold = conv._threshold()
-            plan = kernels.plan_conv(part, phase, branch_out, multiplier, addend, threshold, branch_post)
-            branches.append(
-                _BranchCall(
-                    plan,
-                    part.data_ptr() - a_nhwc.data_ptr(),
-                    branch_out.data_ptr() - out.data_ptr(),
-                    branch_residual.data_ptr() - residual_nhwc.data_ptr(),
+            word_offset = index * in_width // 64 if summed and shared else 0
+            args = kernels.plan_conv_args(
+                packs[-1],
+                phase,
+                packs[-1].sizes[0],
+                branch_out,
+                multiplier,
+                addend,
+                branch_post,
+                word_offset,
+                channels=in_width,
+                joins_previous=index > 0 and shared,
+            )
+            accumulate = None if added is None else ("out" if added.data_ptr() == out.data_ptr() else "add")
+            base = out if accumulate == "out" else add_nhwc
+            bindings.append(
+                _Binding(
+                    args,
+                    len(packs) - 1,
+                    (branch_out.data_ptr() - out.data_ptr()),
+                    (residual.data_ptr() - a_nhwc.data_ptr()),
+                    accumulate,
+                    0 if added is None else added.data_ptr() - base.data_ptr(),
                 )
             )
-        return _UnitPlan(out_shape, tuple(branches))
+            steps.append(args)
+            operands.append((phase, multiplier, addend, post, conv._threshold()))
+        return _UnitPlan(
+            out_shape, tuple(packs), tuple(input_offsets), tuple(bindings), tuple(steps), tuple(operands)
+        )
 
 
 class FusedBiDRB(nn.Module):
     """Frozen BiDRB (Eq. 11): the Block Residual add happens in the last unit's epilogue.
 
-    ``out = units(a) + BR(a)`` becomes: compute ``BR(a)`` (projection conv + BN, or a copy of ``a``),
-    then let the last :class:`FusedLocalConvResidual` accumulate into it, followed by the next
-    block's Hardtanh as a clamp when :func:`fuse_preactivations` moved it here.
+    ``out = units(a) + BR(a)`` becomes: compute ``BR(a)`` (projection conv + BN, or ``a`` itself),
+    then let the last :class:`FusedLocalConvResidual` add it, followed by the next block's Hardtanh
+    as a clamp when :func:`fuse_preactivations` moved it here.
     """
 
     def __init__(self, block: nn.Module) -> None:
@@ -264,18 +311,11 @@ class FusedBiDRB(nn.Module):
         """``clamp(units(a) + BR(a))`` with ``a = preactivation(x)``, the add fused into the last unit."""
         a = self.preactivation(x)
         *leading, last = self.units
-        if self.block_residual is None:
-            residual = None
-        else:
-            residual = self.block_residual(a)
-            if residual is a or residual is x:  # never write into a tensor the caller may still hold
-                residual = residual.clone(memory_format=torch.channels_last)
-            else:
-                residual = residual.contiguous(memory_format=torch.channels_last)
+        residual = None if self.block_residual is None else self.block_residual(a)
         out = a
         for unit in leading:
             out = unit(out)
-        return last(out, accumulate_into=residual, clamp=self.output_clamp)
+        return last(out, add=residual, clamp=self.output_clamp)
 
 
 def can_fuse_block(block: nn.Module) -> bool:

@@ -1,10 +1,16 @@
-"""The compiled XOR-popcount kernels: loading, CPU dispatch and tensor-level calls.
+"""The compiled XOR-popcount kernels: loading, CPU dispatch, the argument structs and call plans.
 
 The extension ``bidrn.deploy._bitkernels`` is built by ``pip install`` when a C++ compiler is
 available (see setup.py). At import it picks the best kernel set this CPU supports:
 ``avx512`` (VPOPCNTQ), ``avx2`` (VPSHUFB nibble popcount), ``popcnt`` (scalar POPCNT), ``neon``
 (AArch64) or ``generic`` (portable C++). :func:`set_isa` forces one, and ``"reference"`` selects
 the pure-torch path (:mod:`bidrn.deploy.reference`).
+
+The kernels take two named argument structs, :class:`PackArgs` and :class:`ConvArgs` (the ctypes
+mirrors of ``csrc/bitconv.hpp``); at import every field's offset is checked against the compiled
+extension's, and an extension built for another ABI version is not used. One extension call,
+:func:`run`, executes a sequence of them (pack, then one or more convolutions) with the GIL
+released.
 
 Environment variables:
 
@@ -17,11 +23,13 @@ one-line warning.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import importlib
 import os
 import warnings
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from types import ModuleType
 
 import torch
@@ -32,20 +40,94 @@ from bidrn.errors import BidrnError
 
 #: name of the pure-torch path in :func:`set_isa` / :func:`active_isa`
 REFERENCE = "reference"
+#: ABI version of the argument structs (``kAbiVersion`` in csrc/bitconv.hpp)
+ABI_VERSION = 2
+
+_U32, _I64, _F32, _POINTER = ctypes.c_uint32, ctypes.c_int64, ctypes.c_float, ctypes.c_void_p
+
+
+def _integers(*names: str) -> list[tuple[str, type]]:
+    return [(name, _I64) for name in names]
+
+
+def _pointers(*names: str) -> list[tuple[str, type]]:
+    return [(name, _POINTER) for name in names]
+
+
+class PackArgs(ctypes.Structure):
+    """Arguments of one packing pass (``PackArgs`` in csrc/bitconv.hpp; strides in floats)."""
+
+    _fields_ = [
+        ("abi_version", _U32),
+        ("struct_size", _U32),
+        *_pointers("input", "threshold", "packed", "sample_mean_abs"),
+        *_integers("batch", "in_h", "in_w", "channels", "buf_h", "buf_w", "buf_top", "buf_left"),
+        *_integers("pixel_words", "in_stride_n", "in_stride_h", "in_stride_w"),
+    ]
+
+
+class ConvArgs(ctypes.Structure):
+    """Arguments of one packed convolution and its post-ops (``ConvArgs`` in csrc/bitconv.hpp)."""
+
+    _fields_ = [
+        ("abi_version", _U32),
+        ("struct_size", _U32),
+        *_pointers("packed", "weights", "tap_sums", "multiplier", "addend", "sample_scale", "out"),
+        *_integers("batch", "in_h", "in_w", "buf_h", "buf_w", "buf_top", "buf_left"),
+        *_integers("pixel_words", "word_offset", "words", "channels"),
+        *_integers("kernel_h", "kernel_w", "stride_h", "stride_w", "dilation_h", "dilation_w"),
+        *_integers("offset_h", "offset_w", "out_h", "out_w", "out_channels", "out_channels_padded"),
+        *_integers("out_stride_n", "out_stride_h", "out_stride_w"),
+        *_pointers("post_slope", "post_scale", "post_shift", "residual"),
+        *_integers("res_stride_n", "res_stride_h", "res_stride_w", "res_h", "res_w", "res_pool"),
+        *_pointers("accumulate_from"),
+        *_integers("acc_stride_n", "acc_stride_h", "acc_stride_w", "clamp"),
+        ("clamp_lo", _F32),
+        ("clamp_hi", _F32),
+        *_integers("joins_previous"),
+    ]
+
+
+def _new(struct: type[ctypes.Structure], **fields: int | float) -> ctypes.Structure:
+    return struct(abi_version=ABI_VERSION, struct_size=ctypes.sizeof(struct), **fields)
+
+
+def _abi_problem(extension: ModuleType) -> str:
+    """Why the extension's structs differ from the mirrors above ('' when they agree)."""
+    try:
+        layout = extension.abi_layout()
+    except AttributeError:
+        return "built for an older ABI"
+    if layout["version"] != ABI_VERSION:
+        return f"built for ABI version {layout['version']}, this code needs {ABI_VERSION}"
+    for struct in (PackArgs, ConvArgs):
+        size, fields = layout[struct.__name__]
+        ours = tuple((name, getattr(struct, name).offset) for name, _ in struct._fields_)
+        if size != ctypes.sizeof(struct) or tuple(fields) != ours:
+            return f"its {struct.__name__} differs from bidrn.deploy.kernels.{struct.__name__}"
+    return ""
 
 
 def _load_extension() -> tuple[ModuleType | None, str]:
     if os.environ.get("BIDRN_DISABLE_EXTENSION", "") not in ("", "0"):
         return None, "disabled by BIDRN_DISABLE_EXTENSION"
     try:
-        return importlib.import_module("bidrn.deploy._bitkernels"), ""
+        extension = importlib.import_module("bidrn.deploy._bitkernels")
     except ImportError as error:
         return None, f"not built ({error})"
+    problem = _abi_problem(extension)
+    if problem:
+        return (
+            None,
+            f"not usable: {problem}; rebuild them (pip install . or python setup.py build_ext --inplace)",
+        )
+    return extension, ""
 
 
 _extension, _unavailable_reason = _load_extension()
 _use_reference = _extension is None
 _warned = False
+_generation = 0
 
 
 def extension_available() -> bool:
@@ -64,14 +146,38 @@ def active_isa() -> str:
     return REFERENCE if _use_reference else _extension.get_isa()
 
 
+def generation() -> int:
+    """A number that changes whenever :func:`set_isa` runs; call plans are only valid within one."""
+    return _generation
+
+
 def set_isa(name: str) -> None:
     """Select a kernel set: ``avx512``, ``avx2``, ``popcnt``, ``neon``, ``generic`` or ``reference``."""
-    global _use_reference
+    global _use_reference, _generation
     if name not in supported_isas():
         raise BidrnError(f"instruction set {name!r} is not available here; choose one of {supported_isas()}")
     _use_reference = name == REFERENCE
+    _generation += 1
     if not _use_reference:
         _extension.set_isa(name)
+
+
+def thread_backend() -> str:
+    """Where the kernels run in parallel: ``"openmp"`` (the process's OpenMP team, torch's) or ``"pool"``.
+
+    With an OpenMP runtime loaded (torch's wheels bring one) the kernels run on its team, the same
+    threads torch's ops use, so the two never compete for cores (csrc/thread_pool.cpp); ``"pool"``
+    is the extension's own threads.
+    """
+    return _extension.get_threading()
+
+
+def set_thread_backend(name: str) -> None:
+    """Run the kernels on the OpenMP team (``"openmp"``) or on the extension's own threads (``"pool"``)."""
+    try:
+        _extension.set_threading(name)
+    except ValueError as error:
+        raise BidrnError(f"thread backend {name!r}: {error}") from None
 
 
 def use_compiled() -> bool:
@@ -85,6 +191,15 @@ def use_compiled() -> bool:
         )
         _warned = True
     return not _use_reference
+
+
+def run(steps: Sequence[ctypes.Structure]) -> None:
+    """Execute :class:`PackArgs` / :class:`ConvArgs` steps in order, on ``torch.get_num_threads()`` threads.
+
+    The structs are copied (and checked) before the kernels start, so a caller may refill them as
+    soon as this returns; the tensors they point at must stay alive until then.
+    """
+    _extension.run(tuple(steps), torch.get_num_threads())
 
 
 @dataclass(frozen=True)
@@ -125,20 +240,25 @@ class ConvPhase:
 
 @dataclass(frozen=True)
 class PostOps:
-    """Element-wise operations fused after the conv epilogue (see csrc/bitconv.hpp), in this order.
+    """Element-wise operations fused after the conv epilogue (csrc/bitconv.hpp), in this order.
 
-    ``v = prelu(v, slope)``; ``v = v + residual``; ``v = v * scale + shift``; ``out = out + v`` when
-    ``accumulate`` else ``out = v``; ``out = clamp(out, *clamp)``. Vectors are float32 padded like the
-    multiplier; ``residual`` is a float32 ``(N, OH, OW, O)`` view with unit channel stride; ``clamp``
-    is a float32 tensor ``(lower, upper)``.
+    ``v = prelu(v, slope)``; ``v = v + residual`` (with ``residual_pool``, the mean of the 2×2
+    window at ``(2·oh, 2·ow)`` of the residual map, as ``AvgPool2d(2, 2, ceil_mode=True,
+    count_include_pad=False)``); ``v = v * scale + shift``; ``v = v + accumulate`` (which may be the
+    output itself); ``out = clamp(v, *clamp)``. Vectors are float32 padded like the multiplier;
+    ``residual`` and ``accumulate`` are float32 ``(N, H, W, O)`` views with unit channel stride.
     """
 
     slope: Tensor | None = None
     residual: Tensor | None = None
+    residual_pool: bool = False
     scale: Tensor | None = None
     shift: Tensor | None = None
-    accumulate: bool = False
-    clamp: Tensor | None = None
+    accumulate: Tensor | None = None
+    clamp: tuple[float, float] | None = None
+
+
+_NO_POST = PostOps()
 
 
 def _unit_channel_stride(t: Tensor, what: str) -> None:
@@ -155,21 +275,6 @@ def _address(t: Tensor | None) -> int:
     return 0 if t is None else t.data_ptr()
 
 
-@dataclass(frozen=True)
-class PackedInput:
-    """Sign bits of a float input, packed once into a zero-bordered buffer for some conv phases.
-
-    ``buffer`` is ``(N, H + top + bottom, W + left + right, words)`` int64; ``scale`` holds
-    XNOR-Net's per-sample mean ``|x|`` when it was requested. ``pointers`` and ``dims`` are the
-    packing call's arguments (``dims`` starts with N, H, W, C, buffer H and W, top, left, words).
-    """
-
-    buffer: Tensor
-    scale: Tensor | None
-    pointers: tuple[int, ...]
-    dims: tuple[int, ...]
-
-
 @functools.lru_cache(maxsize=4096)
 def _buffer_layout(
     geometries: tuple[tuple[tuple[int, int], ...], ...], in_h: int, in_w: int, out_h: int, out_w: int
@@ -182,161 +287,179 @@ def _buffer_layout(
     return sizes, (top, bottom, left, right)
 
 
-def _packed_input(
-    x_nhwc: Tensor,
-    phases: list[ConvPhase],
-    out_h: int,
-    out_w: int,
-    threshold: Tensor | None,
-    input_scale: bool,
-) -> PackedInput:
-    """Allocate the packed buffer (not yet filled) for ``x_nhwc`` as the input of ``phases``."""
+@dataclass(frozen=True)
+class PackPlan:
+    """A packing pass planned for inputs shaped and strided like one, and its buffer's shape.
+
+    Before each :func:`run`, set ``args.input`` and ``args.packed`` (and ``args.sample_mean_abs``)
+    to the current tensors' addresses.
+    """
+
+    args: PackArgs
+    buffer_shape: tuple[int, int, int, int]
+    sizes: tuple[tuple[int, int], ...]  # output rows and columns of each phase
+
+    def buffer(self) -> Tensor:
+        """A new (uninitialised) packed buffer for one call."""
+        return torch.empty(self.buffer_shape, dtype=torch.int64)
+
+
+def plan_pack(
+    x_nhwc: Tensor, phases: Sequence[ConvPhase], out_h: int, out_w: int, threshold: Tensor | None = None
+) -> PackPlan:
+    """Plan packing ``x_nhwc`` (float32, channels contiguous) once for every phase in ``phases``."""
     _unit_channel_stride(x_nhwc, "the packed conv input")
     batch, in_h, in_w, channels = x_nhwc.shape
-    words = phases[0].weights.weights.shape[2]
-    geometries = tuple(phase.geometry for phase in phases)
-    _, (top, bottom, left, right) = _buffer_layout(geometries, in_h, in_w, out_h, out_w)
+    words = -(-channels // 64)
+    sizes, (top, bottom, left, right) = _buffer_layout(
+        tuple(phase.geometry for phase in phases), in_h, in_w, out_h, out_w
+    )
     buf_h, buf_w = in_h + top + bottom, in_w + left + right
-    buffer = torch.empty((batch, buf_h, buf_w, words), dtype=torch.int64)
-    scale = torch.empty(batch, dtype=torch.float32) if input_scale else None
-    pointers = (x_nhwc.data_ptr(), _address(threshold), buffer.data_ptr(), _address(scale))
-    dims = (batch, in_h, in_w, channels, buf_h, buf_w, top, left, words, *x_nhwc.stride()[:3])
-    return PackedInput(buffer, scale, pointers, dims)
+    args = _new(
+        PackArgs,
+        input=x_nhwc.data_ptr(),
+        threshold=_address(threshold),
+        batch=batch,
+        in_h=in_h,
+        in_w=in_w,
+        channels=channels,
+        buf_h=buf_h,
+        buf_w=buf_w,
+        buf_top=top,
+        buf_left=left,
+        pixel_words=words,
+        in_stride_n=x_nhwc.stride(0),
+        in_stride_h=x_nhwc.stride(1),
+        in_stride_w=x_nhwc.stride(2),
+    )
+    return PackPlan(args, (batch, buf_h, buf_w, words * _extension.planes()), sizes)
 
 
-def _conv_pointers(
-    buffer: int, phase: ConvPhase, multiplier: Tensor, addend: Tensor, scale: int, out: int, post: PostOps
-) -> tuple[int, ...]:
-    """Addresses for ``_extension.conv``; ``out`` is the address of the phase's first output."""
-    return (
-        buffer, phase.weights.weights.data_ptr(), phase.weights.tap_sums.data_ptr(),
-        multiplier.data_ptr(), addend.data_ptr(), scale, out,
-        _address(post.slope), _address(post.residual), _address(post.scale), _address(post.shift),
-        _address(post.clamp),
-    )  # fmt: skip
-
-
-def _conv_dims(
-    packed: tuple[int, ...],
+def plan_conv_args(
+    pack: PackPlan,
     phase: ConvPhase,
-    rows: int,
-    cols: int,
-    out_channels: int,
-    out_strides: tuple[int, int, int],
-    residual_strides: tuple[int, int, int],
-    accumulate: bool,
-) -> tuple[int, ...]:
-    """Sizes and strides for ``_extension.conv``; ``packed`` is the packing call's dims tuple."""
-    batch, in_h, in_w, channels, buf_h, buf_w, top, left, words = packed[:9]
-    return (
-        batch, in_h, in_w, buf_h, buf_w, top, left, words, channels,
-        *phase.kernel_size, *phase.stride, *phase.dilation, *phase.offset,
-        rows, cols, out_channels, phase.weights.out_channels_padded,
-        out_strides[0], phase.out_step[0] * out_strides[1], phase.out_step[1] * out_strides[2],
-        *residual_strides, int(accumulate),
-    )  # fmt: skip
+    size: tuple[int, int],
+    out: Tensor,
+    multiplier: Tensor,
+    addend: Tensor,
+    post: PostOps | None = None,
+    word_offset: int = 0,
+    channels: int | None = None,
+    joins_previous: bool = False,
+) -> ConvArgs:
+    """The :class:`ConvArgs` of ``phase`` over ``pack``'s buffer, writing ``size`` outputs into ``out``.
 
-
-_NO_POST = PostOps()
-
-
-# Slots of ``_conv_pointers``' tuple that a :class:`ConvPlan` fills in per call.
-_BUFFER_SLOT, _OUT_SLOT, _RESIDUAL_SLOT = 0, 6, 8
+    ``out`` is the full (N, H, W, O) output view (any unit-channel-stride view, e.g. a channel
+    slice); the phase fills its ``out_start`` / ``out_step`` lattice. The conv reads ``channels``
+    input channels (default: all the pack has) from word ``word_offset`` of every packed pixel.
+    With ``joins_previous`` it runs row by row together with the previous conv of its :func:`run`
+    call (same batch, output rows and padded channels; see ``ConvArgs`` in csrc/bitconv.hpp).
+    Operand addresses come from the tensors given; before each :func:`run` set ``packed``, ``out``,
+    ``residual`` and ``accumulate_from`` to the current tensors'.
+    """
+    post = post or _NO_POST
+    _unit_channel_stride(out, "the packed conv output")
+    p = pack.args
+    channels = p.channels if channels is None else channels
+    strides = out.stride()
+    first = phase.out_start[0] * strides[1] + phase.out_start[1] * strides[2]
+    args = _new(
+        ConvArgs,
+        packed=0,
+        weights=phase.weights.weights.data_ptr(),
+        tap_sums=phase.weights.tap_sums.data_ptr(),
+        multiplier=multiplier.data_ptr(),
+        addend=addend.data_ptr(),
+        out=out.data_ptr() + first * out.element_size(),
+        batch=p.batch,
+        in_h=p.in_h,
+        in_w=p.in_w,
+        buf_h=p.buf_h,
+        buf_w=p.buf_w,
+        buf_top=p.buf_top,
+        buf_left=p.buf_left,
+        pixel_words=p.pixel_words,
+        word_offset=word_offset,
+        words=phase.weights.weights.shape[2],
+        channels=channels,
+        kernel_h=phase.kernel_size[0],
+        kernel_w=phase.kernel_size[1],
+        stride_h=phase.stride[0],
+        stride_w=phase.stride[1],
+        dilation_h=phase.dilation[0],
+        dilation_w=phase.dilation[1],
+        offset_h=phase.offset[0],
+        offset_w=phase.offset[1],
+        out_h=size[0],
+        out_w=size[1],
+        out_channels=out.shape[3],
+        out_channels_padded=phase.weights.out_channels_padded,
+        out_stride_n=strides[0],
+        out_stride_h=phase.out_step[0] * strides[1],
+        out_stride_w=phase.out_step[1] * strides[2],
+        post_slope=_address(post.slope),
+        post_scale=_address(post.scale),
+        post_shift=_address(post.shift),
+        joins_previous=int(joins_previous),
+    )
+    if post.residual is not None:
+        _unit_channel_stride(post.residual, "the residual")
+        residual = post.residual
+        args.residual = residual.data_ptr()
+        args.res_stride_n, args.res_stride_h, args.res_stride_w = residual.stride()[:3]
+        args.res_h, args.res_w = residual.shape[1:3]
+        args.res_pool = 2 if post.residual_pool else 0
+    if post.accumulate is not None:
+        _unit_channel_stride(post.accumulate, "the accumulated tensor")
+        args.accumulate_from = post.accumulate.data_ptr()
+        args.acc_stride_n, args.acc_stride_h, args.acc_stride_w = post.accumulate.stride()[:3]
+    if post.clamp is not None:
+        args.clamp, args.clamp_lo, args.clamp_hi = 1, *post.clamp
+    return args
 
 
 @dataclass(frozen=True)
 class ConvPlan:
-    """A single-phase packed conv (with its post-ops) planned for fixed shapes, strides and operands.
+    """A single-phase packed conv (and its post-ops) planned for fixed shapes, strides and operands.
 
-    :func:`plan_conv` computes everything :func:`packed_conv` computes per call except the addresses
-    of the input, the packed buffer, the output and the residual; :func:`run_conv` fills those in
-    and makes one call into the extension. The plan holds its operand tensors, so their addresses
-    stay valid.
+    :func:`plan_conv` computes the argument structs once; :meth:`__call__` fills in the addresses
+    of the input, a new packed buffer and the output and makes one extension call. The plan holds
+    its operand tensors, so their addresses stay valid.
     """
 
+    pack: PackPlan
+    conv: ConvArgs
     out_shape: tuple[int, int, int, int]
-    buffer_shape: tuple[int, int, int, int]
-    pack_dims: tuple[int, ...]
-    conv_dims: tuple[int, ...]
-    conv_pointers: tuple[int, ...]  # buffer, output and residual addresses zeroed
-    threshold_address: int
-    has_residual: bool
-    operands: tuple[ConvPhase | Tensor | PostOps | None, ...]
+    operands: tuple[object, ...]
+
+    def __call__(self, x_nhwc: Tensor) -> Tensor:
+        """Run on ``x_nhwc`` (shaped and strided as planned); returns a new (N, OH, OW, O) output."""
+        out = torch.empty(self.out_shape, dtype=torch.float32)
+        buffer = self.pack.buffer()
+        self.pack.args.input = x_nhwc.data_ptr()
+        self.pack.args.packed = self.conv.packed = buffer.data_ptr()
+        self.conv.out = out.data_ptr()
+        run((self.pack.args, self.conv))
+        return out
 
 
 def plan_conv(
     x_nhwc: Tensor,
     phase: ConvPhase,
-    out: Tensor,
+    out_channels: int,
+    out_size: tuple[int, int],
     multiplier: Tensor,
     addend: Tensor,
     threshold: Tensor | None = None,
-    post: PostOps | None = None,
 ) -> ConvPlan:
-    """Plan the single-phase packed conv of ``x_nhwc`` into ``out``, then ``post``; nothing runs yet.
-
-    The result is :func:`packed_conv`'s followed by the :class:`PostOps`, written into ``out``. The
-    plan is valid for tensors shaped and strided like these (views with unit channel stride, e.g.
-    channel slices) and for these operands.
-    """
+    """Plan the single-phase packed conv of inputs shaped and strided like ``x_nhwc``; nothing runs yet."""
     if phase.out_start != (0, 0) or phase.out_step != (1, 1):
         raise ValueError("call plans cover ordinary (single-phase) convolutions only")
-    post = post or _NO_POST
-    _unit_channel_stride(out, "the packed conv output")
-    if post.residual is not None:
-        _unit_channel_stride(post.residual, "the residual")
-    out_h, out_w = out.shape[1:3]
-    packed = _packed_input(x_nhwc, [phase], out_h, out_w, threshold, input_scale=False)
-    ((rows, cols),), _ = _buffer_layout((phase.geometry,), *x_nhwc.shape[1:3], out_h, out_w)
-    residual_strides = post.residual.stride()[:3] if post.residual is not None else (0, 0, 0)
-    dims = _conv_dims(
-        packed.dims, phase, rows, cols, out.shape[3], out.stride()[:3], residual_strides, post.accumulate
-    )
-    static_post = replace(post, residual=None)
-    return ConvPlan(
-        tuple(out.shape),
-        tuple(packed.buffer.shape),
-        packed.dims,
-        dims,
-        _conv_pointers(0, phase, multiplier, addend, 0, 0, static_post),
-        _address(threshold),
-        post.residual is not None,
-        (phase, multiplier, addend, threshold, static_post),
-    )
-
-
-def pack_for_plan(plan: ConvPlan, x_address: int) -> Tensor:
-    """Pack the input at ``x_address`` once, into a buffer for :func:`run_conv`.
-
-    Every plan run on the buffer must read the same input through the same geometry and threshold.
-    """
-    buffer = torch.empty(plan.buffer_shape, dtype=torch.int64)
-    pointers = (x_address, plan.threshold_address, buffer.data_ptr(), 0)
-    _extension.pack(pointers, plan.pack_dims, torch.get_num_threads())
-    return buffer
-
-
-def run_conv(
-    plan: ConvPlan, x_address: int, out_address: int, residual_address: int = 0, buffer: Tensor | None = None
-) -> None:
-    """Run ``plan`` on tensors at these addresses, shaped and strided as planned.
-
-    Packs the input and convolves in one fused call, or only convolves when ``buffer`` (from
-    :func:`pack_for_plan`) is given. The caller keeps the tensors alive during the call.
-    """
-    if plan.has_residual != bool(residual_address):
-        raise ValueError("the residual address must be given exactly when the plan has a residual")
-    threads = torch.get_num_threads()
-    pointers = list(plan.conv_pointers)
-    pointers[_OUT_SLOT], pointers[_RESIDUAL_SLOT] = out_address, residual_address
-    if buffer is not None:
-        pointers[_BUFFER_SLOT] = buffer.data_ptr()
-        _extension.conv(tuple(pointers), plan.conv_dims, threads)
-        return
-    buffer = torch.empty(plan.buffer_shape, dtype=torch.int64)
-    pointers[_BUFFER_SLOT] = buffer.data_ptr()
-    pack_pointers = (x_address, plan.threshold_address, pointers[_BUFFER_SLOT], 0)
-    _extension.pack_conv(pack_pointers, plan.pack_dims, tuple(pointers), plan.conv_dims, threads)
+    out_shape = (x_nhwc.shape[0], *out_size, out_channels)
+    pack = plan_pack(x_nhwc, [phase], *out_size, threshold)
+    like = torch.empty(out_shape, dtype=torch.float32)
+    conv = plan_conv_args(pack, phase, pack.sizes[0], like, multiplier, addend)
+    return ConvPlan(pack, conv, out_shape, (phase, multiplier, addend, threshold))
 
 
 def packed_conv(
@@ -355,39 +478,27 @@ def packed_conv(
     ``out = (conv(sign bits of x, weight bits) * multiplier[o] * s[n]) + addend[o]`` where ``s[n]`` is
     the mean of ``|x|`` over a sample when ``input_scale`` (XNOR-Net) and 1 otherwise;
     ``multiplier`` and ``addend`` are float32 padded to the kernels' channel chunk. ``x_nhwc`` may
-    be a strided view as long as channels are contiguous. A single-phase conv packs and convolves in
-    one fused call; repeated calls with fixed shapes and post-ops go through :func:`plan_conv`.
+    be a strided view as long as channels are contiguous. Repeated calls with fixed shapes go
+    through :func:`plan_conv` instead.
     """
-    sizes, _ = _buffer_layout(tuple(phase.geometry for phase in phases), *x_nhwc.shape[1:3], out_h, out_w)
     out = torch.empty((x_nhwc.shape[0], out_h, out_w, out_channels), dtype=torch.float32)
-    packed = _packed_input(x_nhwc, phases, out_h, out_w, threshold, input_scale)
-    out_strides = out.stride()[:3]
-
-    def conv_pointers(phase: ConvPhase) -> tuple[int, ...]:
-        first = phase.out_start[0] * out_strides[1] + phase.out_start[1] * out_strides[2]
-        out_address = out.data_ptr() + first * out.element_size()
-        buffer, scale = packed.buffer.data_ptr(), _address(packed.scale)
-        return _conv_pointers(buffer, phase, multiplier, addend, scale, out_address, _NO_POST)
-
-    def conv_dims(phase: ConvPhase, rows: int, cols: int) -> tuple[int, ...]:
-        return _conv_dims(packed.dims, phase, rows, cols, out_channels, out_strides, (0, 0, 0), False)
-
-    threads = torch.get_num_threads()
-    if len(phases) == 1:
-        (phase,) = phases
-        _extension.pack_conv(
-            packed.pointers, packed.dims, conv_pointers(phase), conv_dims(phase, *sizes[0]), threads
-        )
-        return out
-    _extension.pack(packed.pointers, packed.dims, threads)
-    for phase, (rows, cols) in zip(phases, sizes, strict=True):
-        if rows == 0 or cols == 0:
+    pack = plan_pack(x_nhwc, phases, out_h, out_w, threshold)
+    buffer = pack.buffer()
+    pack.args.packed = buffer.data_ptr()
+    scale = torch.empty(x_nhwc.shape[0], dtype=torch.float32) if input_scale else None
+    pack.args.sample_mean_abs = _address(scale)
+    steps: list[ctypes.Structure] = [pack.args]
+    for phase, size in zip(phases, pack.sizes, strict=True):
+        if size[0] == 0 or size[1] == 0:
             continue
         if phase.kernel_size[0] * phase.kernel_size[1] == 0:  # no tap reaches these outputs
             view = out[:, phase.out_start[0] :: phase.out_step[0], phase.out_start[1] :: phase.out_step[1]]
             view.copy_(addend[:out_channels].expand_as(view))
             continue
-        _extension.conv(conv_pointers(phase), conv_dims(phase, rows, cols), threads)
+        conv = plan_conv_args(pack, phase, size, out, multiplier, addend)
+        conv.packed, conv.sample_scale = buffer.data_ptr(), _address(scale)
+        steps.append(conv)
+    run(steps)
     return out
 
 

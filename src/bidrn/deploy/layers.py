@@ -60,7 +60,7 @@ class PackedBinaryLayer(nn.Module):
         self.register_buffer("addend", torch.zeros(out_channels))
         self.register_buffer("input_threshold", torch.zeros(in_channels) if has_threshold else None)
         self._prepared: tuple[list[ConvPhase], Tensor, Tensor] | None = None
-        self._plans: dict[tuple, kernels.ConvPlan] = {}  # (input shape, strides) -> plan
+        self._plans: dict[tuple, kernels.ConvPlan] = {}  # (input shape, strides, ISA generation) -> plan
         self.register_load_state_dict_post_hook(lambda module, _keys: module.invalidate())
 
     def invalidate(self) -> None:
@@ -208,16 +208,16 @@ class PackedBinaryConv2d(PackedBinaryLayer):
                 x_nhwc, phases, out_h, out_w, self.out_channels, multiplier, addend, self._threshold(), True
             )
             return out.permute(0, 3, 1, 2)
-        key = (x_nhwc.shape, x_nhwc.stride())
+        key = (x_nhwc.shape, x_nhwc.stride(), kernels.generation())
         plan = self._plans.get(key)
         if plan is None:
             (phase,), multiplier, addend = self._kernel_operands()
-            out_h, out_w = self.out_size(x.shape[2], x.shape[3])
-            out = torch.empty((x.shape[0], out_h, out_w, self.out_channels), dtype=torch.float32)
-            plan = kernels.plan_conv(x_nhwc, phase, out, multiplier, addend, self._threshold())
+            out_size = self.out_size(x.shape[2], x.shape[3])
+            plan = kernels.plan_conv(
+                x_nhwc, phase, self.out_channels, out_size, multiplier, addend, self._threshold()
+            )
             self._plans[key] = plan
-        out = torch.empty(plan.out_shape, dtype=torch.float32)
-        kernels.run_conv(plan, x_nhwc.data_ptr(), out.data_ptr())
+        out = plan(x_nhwc)
         return out.permute(0, 3, 1, 2)
 
 

@@ -95,6 +95,22 @@ def padded_out_channels(out_channels: int) -> int:
     return -(-out_channels // OUT_CHANNEL_CHUNK) * OUT_CHANNEL_CHUNK
 
 
+def popcount(words: Tensor) -> Tensor:
+    """Set bits of each int64 word (bitwise population count), as int64, without unpacking the bits.
+
+    SWAR on bits 0-62 (the sign bit is counted apart, so no step overflows or shifts in sign copies);
+    works on any shape, empty ones included.
+    """
+    x = words & 0x7FFFFFFFFFFFFFFF
+    x = x - ((x >> 1) & 0x5555555555555555)  # 2-bit counts
+    x = (x & 0x3333333333333333) + ((x >> 2) & 0x3333333333333333)  # 4-bit counts
+    x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0F  # 8-bit counts
+    x = x + (x >> 8)
+    x = x + (x >> 16)
+    x = x + (x >> 32)  # the low byte holds the sum of the eight (at most 63)
+    return (x & 0x7F) + (words < 0)
+
+
 def kernel_weights(weight_bits: Tensor, in_channels: int) -> KernelWeights:
     """Reorder packed weights ``(O, kh, kw, W)`` into the kernels' layout and add tap sums."""
     out_channels, kernel_h, kernel_w, words = weight_bits.shape
@@ -103,7 +119,7 @@ def kernel_weights(weight_bits: Tensor, in_channels: int) -> KernelWeights:
     bits = torch.zeros((padded, taps, words), dtype=torch.int64)
     bits[:out_channels] = weight_bits.reshape(out_channels, taps, words)
     layout = bits.view(padded // OUT_CHANNEL_BLOCK, OUT_CHANNEL_BLOCK, taps, words).permute(0, 2, 3, 1)
-    negative = unpack_bits(bits, in_channels).sum(dim=-1, dtype=torch.int32)
+    negative = popcount(bits[:out_channels]).sum(dim=-1)  # bit 1 = -1; unused bits are 0
     tap_sums = torch.zeros((taps, padded), dtype=torch.int32)
-    tap_sums[:, :out_channels] = (in_channels - 2 * negative[:out_channels]).t()
+    tap_sums[:, :out_channels] = (in_channels - 2 * negative).t().to(torch.int32)
     return KernelWeights(layout.contiguous(), tap_sums.contiguous(), padded)

@@ -19,7 +19,10 @@ Loading never unpickles anything.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +31,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from bidrn.deploy.dense import use_pointwise_convs
+from bidrn.deploy.dense import channels_last_convs, use_pointwise_convs
 from bidrn.deploy.freeze import frozen_layout, fuse_units
 from bidrn.deploy.layers import (
     PackedBinaryConv2d,
@@ -36,6 +39,7 @@ from bidrn.deploy.layers import (
     PackedBinaryLayer,
     PackedBinaryLinear,
 )
+from bidrn.engine.checkpoint import current_umask
 from bidrn.errors import BidrnError, InputFileError
 
 __all__ = ["FORMAT_TAG", "load", "read_metadata", "save"]
@@ -92,6 +96,7 @@ def save(
         metadata["architecture"] = json.dumps(architecture)
     path = Path(path)
     save_file(tensors, str(path), metadata=metadata)
+    os.chmod(path, 0o666 & ~current_umask())  # as any new file, e.g. 0644 (safetensors makes it 0600)
     return path
 
 
@@ -137,10 +142,16 @@ def _packed_layer(config: dict[str, Any]) -> PackedBinaryLayer:
 def load(path: str | Path, skeleton: nn.Module | None = None) -> nn.Module:
     """Load a frozen model file into an inference-ready module (eval mode, float32).
 
+    Without ``skeleton`` the model is rebuilt from the file's ``architecture`` on the meta device
+    (no memory, no float latent weights), its binary layers are replaced by packed ones straight
+    from the layout, and the file's tensors become its parameters and buffers. Every tensor must
+    have the model's dtype (float16 for full-precision tensors of an ``fp16`` file): nothing is
+    cast silently, so packed words stay int64 and a float64 tensor is refused.
+
     Args:
         path: a file written by :func:`save` / ``bidrn export``.
-        skeleton: the unfrozen model to fill (any weights); by default it is rebuilt from the
-            file's ``architecture`` with :func:`bidrn.create_model`.
+        skeleton: the unfrozen model to fill (any weights, any device); by default it is rebuilt
+            from the file's ``architecture`` with :func:`bidrn.create_model`.
     """
     path = Path(path)
     metadata = read_metadata(path)
@@ -153,16 +164,19 @@ def load(path: str | Path, skeleton: nn.Module | None = None) -> nn.Module:
             )
         import bidrn
 
-        skeleton = bidrn.create_model(architecture["name"], **architecture.get("overrides", {}))
+        with torch.device("meta"):
+            skeleton = bidrn.create_model(architecture["name"], **architecture.get("overrides", {}))
     model = skeleton.eval()
+    on_meta = any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers()))
     try:
-        for name, config in layout["packed_layers"].items():
-            _replace(model, name, _packed_layer(config))
-        for name in layout["folded_batchnorms"]:
-            _replace(model, name, nn.Identity())
-        for name in layout.get("biased_convs", []):
-            conv = model.get_submodule(name)
-            conv.bias = nn.Parameter(torch.zeros(conv.out_channels))
+        with torch.device("meta") if on_meta else contextlib.nullcontext():
+            for name, config in layout["packed_layers"].items():
+                _replace(model, name, _packed_layer(config))
+            for name in layout["folded_batchnorms"]:
+                _replace(model, name, nn.Identity())
+            for name in layout.get("biased_convs", []):
+                conv = model.get_submodule(name)
+                conv.bias = nn.Parameter(torch.zeros(conv.out_channels))
         use_pointwise_convs(model)
         fused = fuse_units(model) if layout.get("fused_units") else []
         if sorted(fused) != sorted(layout.get("fused_units", [])):
@@ -172,15 +186,27 @@ def load(path: str | Path, skeleton: nn.Module | None = None) -> nn.Module:
     model.bidrn_folded_batchnorms = list(layout["folded_batchnorms"])
     model.bidrn_biased_convs = list(layout.get("biased_convs", []))
     model.bidrn_fused_units = fused
-    with safe_open(str(path), framework="pt") as handle:
-        tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (safe_open API)
     expected = model.state_dict()
-    for key, value in tensors.items():
-        if key in expected and value.dtype in _FLOAT_TYPES:
-            tensors[key] = value.to(expected[key].dtype)
+    half = metadata.get("fp_dtype") == "float16"
+    with safe_open(str(path), framework="pt") as handle:
+        tensors = {}
+        for key in handle.keys():  # noqa: SIM118 (safe_open API)
+            value = handle.get_tensor(key)
+            if key in expected and value.dtype != expected[key].dtype:
+                if not (half and value.dtype == torch.float16 and expected[key].dtype in _FLOAT_TYPES):
+                    raise InputFileError(
+                        path, f"tensor '{key}' is {value.dtype} where the model holds {expected[key].dtype}"
+                    )
+                value = value.to(expected[key].dtype)
+            tensors[key] = value
     try:
-        model.load_state_dict(tensors, strict=True)
+        model.load_state_dict(tensors, strict=True, assign=on_meta)
     except RuntimeError as error:
         detail = " ".join(str(error).split())[:300]
         raise InputFileError(path, f"weights do not fit the model: {detail}") from error
-    return model.to(memory_format=torch.channels_last)
+    missing = [
+        name for name, t in itertools.chain(model.named_parameters(), model.named_buffers()) if t.is_meta
+    ]
+    if missing:
+        raise InputFileError(path, f"the file does not hold {', '.join(missing[:3])}")
+    return channels_last_convs(model)

@@ -129,7 +129,8 @@ def optimizer_from_files(
     optimizer.load_state_dict({"state": state, "param_groups": document["param_groups"]})
 
 
-def _current_umask() -> int:
+def current_umask() -> int:
+    """The process's umask (read by setting and restoring it), for files made 0600 by safetensors."""
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
@@ -183,7 +184,7 @@ def save_checkpoint(
     temporary = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
     try:
         save_file(tensors, str(temporary), metadata=metadata)
-        os.chmod(temporary, 0o666 & ~_current_umask())  # as any new file, e.g. 0644 (safetensors: 0600)
+        os.chmod(temporary, 0o666 & ~current_umask())  # as any new file, e.g. 0644 (safetensors: 0600)
         with open(temporary, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(temporary, destination)

@@ -1,10 +1,10 @@
 // Portable scalar kernel set: any CPU, any compiler.
-#define BIDRN_SCALAR_NAMESPACE generic
-#include "scalar_impl.hpp"
+#include "kernels_scalar.hpp"
+#include "pack.hpp"
 
 namespace bidrn {
 const KernelSet& generic_kernels() {
-  static const KernelSet set{"generic", generic::pack_rows, generic::conv_jobs};
+  static const KernelSet set{"generic", 1, pack_rows<ScalarVec, 1>, scalar_conv_jobs};
   return set;
 }
 }  // namespace bidrn

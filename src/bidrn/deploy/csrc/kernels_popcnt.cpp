@@ -9,8 +9,8 @@
 #pragma GCC target("popcnt")
 #endif
 
-#define BIDRN_SCALAR_NAMESPACE popcnt
-#include "scalar_impl.hpp"
+#include "kernels_scalar.hpp"
+#include "pack.hpp"
 
 #if defined(__clang__)
 #pragma clang attribute pop
@@ -20,7 +20,7 @@
 
 namespace bidrn {
 const KernelSet& popcnt_kernels() {
-  static const KernelSet set{"popcnt", popcnt::pack_rows, popcnt::conv_jobs};
+  static const KernelSet set{"popcnt", 1, pack_rows<ScalarVec, 1>, scalar_conv_jobs};
   return set;
 }
 }  // namespace bidrn

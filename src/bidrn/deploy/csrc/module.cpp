@@ -1,11 +1,12 @@
 // CPython entry points of bidrn.deploy._bitkernels, with runtime CPU dispatch.
 //
-// The interface is deliberately small and free of torch and numpy headers: Python passes raw data
-// pointers of tensors it has checked (dtype, device, contiguity, sizes) as integers and the
-// geometry as tuples of integers (see bidrn/deploy/kernels.py). The GIL is released while kernels run.
+// The interface is small and free of torch and numpy headers: Python fills the argument structs
+// of bitconv.hpp (ctypes mirrors in bidrn/deploy/kernels.py, checked field by field against
+// abi_layout() at import) and passes them as buffers. The GIL is released while kernels run.
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <cstddef>
 #include <cstring>
 #include <vector>
 
@@ -34,69 +35,52 @@ std::vector<const KernelSet*> supported_sets() {
 
 const KernelSet* active = nullptr;
 
-bool parse_dims(PyObject* tuple, int64_t* out, Py_ssize_t count, const char* what) {
-  if (!PyTuple_Check(tuple) || PyTuple_GET_SIZE(tuple) != count) {
-    PyErr_Format(PyExc_ValueError, "%s must be a tuple of %zd integers", what, count);
-    return false;
-  }
-  for (Py_ssize_t i = 0; i < count; ++i) {
-    out[i] = PyLong_AsLongLong(PyTuple_GET_ITEM(tuple, i));
-    if (out[i] == -1 && PyErr_Occurred()) return false;
-  }
-  return true;
-}
-
+// Copy a ctypes struct (any object with the buffer protocol) of type T, checking size and version.
 template <typename T>
-T* as_pointer(int64_t address) {
-  return reinterpret_cast<T*>(static_cast<uintptr_t>(address));
-}
-
-constexpr Py_ssize_t kPackPointers = 4;   // input, threshold, packed, sample_mean_abs (out)
-constexpr Py_ssize_t kPackDims = 12;      // see PackArgs, in order
-constexpr Py_ssize_t kConvPointers = 12;  // packed, weights, tap_sums, multiplier, addend, sample_scale, out,
-                                          // post_slope, residual, post_scale, post_shift, post_clamp
-constexpr Py_ssize_t kConvDims = 28;      // see ConvArgs, in order
-
-bool fill_pack(PyObject* pointer_tuple, PyObject* dims_tuple, PackArgs* a, float** sample_mean_abs) {
-  int64_t p[kPackPointers], d[kPackDims];
-  if (!parse_dims(pointer_tuple, p, kPackPointers, "pack pointers") || !parse_dims(dims_tuple, d, kPackDims, "pack dims"))
-    return false;
-  *a = PackArgs{as_pointer<const float>(p[0]), as_pointer<const float>(p[1]), as_pointer<uint64_t>(p[2]), nullptr,
-                d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11]};
-  *sample_mean_abs = as_pointer<float>(p[3]);
-  return true;
-}
-
-bool fill_conv(PyObject* pointer_tuple, PyObject* dims_tuple, ConvArgs* a) {
-  int64_t p[kConvPointers], d[kConvDims];
-  if (!parse_dims(pointer_tuple, p, kConvPointers, "conv pointers") || !parse_dims(dims_tuple, d, kConvDims, "conv dims"))
-    return false;
-  *a = ConvArgs{as_pointer<const uint64_t>(p[0]), as_pointer<const uint64_t>(p[1]), as_pointer<const int32_t>(p[2]),
-                as_pointer<const float>(p[3]), as_pointer<const float>(p[4]), as_pointer<const float>(p[5]),
-                as_pointer<float>(p[6]),
-                d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11], d[12], d[13], d[14],
-                d[15], d[16], d[17], d[18], d[19], d[20], d[21], d[22], d[23],
-                as_pointer<const float>(p[7]), as_pointer<const float>(p[8]), as_pointer<const float>(p[9]),
-                as_pointer<const float>(p[10]), d[24], d[25], d[26], d[27], as_pointer<const float>(p[11])};
-  if (a->out_channels_padded % kOcChunk != 0) {
-    PyErr_SetString(PyExc_ValueError, "out_channels_padded must be a multiple of 32");
-    return false;
-  }
-  if (a->post_scale && !a->post_shift) {
-    PyErr_SetString(PyExc_ValueError, "post_scale needs post_shift");
+bool read_struct(PyObject* object, T* out, const char* what) {
+  Py_buffer view;
+  if (PyObject_GetBuffer(object, &view, PyBUF_SIMPLE) != 0) return false;
+  const bool sized = view.len == static_cast<Py_ssize_t>(sizeof(T));
+  if (sized) std::memcpy(out, view.buf, sizeof(T));
+  PyBuffer_Release(&view);
+  if (!sized || out->struct_size != sizeof(T) || out->abi_version != kAbiVersion) {
+    PyErr_Format(PyExc_ValueError, "%s: expected a %zu-byte struct of ABI version %u", what, sizeof(T),
+                 kAbiVersion);
     return false;
   }
   return true;
+}
+
+bool check_pack(const PackArgs& a) {
+  if (!a.input || !a.packed || a.pixel_words * 64 < a.channels || a.buf_top < 0 || a.buf_left < 0 ||
+      a.buf_top + a.in_h > a.buf_h || a.buf_left + a.in_w > a.buf_w) {
+    PyErr_SetString(PyExc_ValueError, "pack: inconsistent buffer geometry");
+    return false;
+  }
+  return true;
+}
+
+bool check_conv(const ConvArgs& a) {
+  const char* problem = nullptr;
+  if (!a.packed || !a.weights || !a.tap_sums || !a.multiplier || !a.addend || !a.out)
+    problem = "an operand pointer is null";
+  else if (a.out_channels_padded % kOcChunk != 0 || a.out_channels > a.out_channels_padded)
+    problem = "out_channels_padded must be a multiple of 32 and at least out_channels";
+  else if (a.word_offset < 0 || a.words < 1 || a.word_offset + a.words > a.pixel_words || a.words * 64 < a.channels)
+    problem = "the words read must lie inside the packed pixel";
+  else if (a.post_scale && !a.post_shift)
+    problem = "post_scale needs post_shift";
+  else if (a.res_pool != 0 && a.res_pool != 2)
+    problem = "res_pool must be 0 or 2";
+  if (problem) PyErr_Format(PyExc_ValueError, "conv: %s", problem);
+  return problem == nullptr;
 }
 
 // Pack the input; zero the buffer's border; optionally write mean |x| per sample.
-void run_pack(PackArgs a, float* sample_mean_abs, int threads) {
-  std::vector<double> row_sums;
-  if (sample_mean_abs) {
-    row_sums.assign(a.batch * a.in_h, 0.0);
-    a.row_abs_sum = row_sums.data();
-  }
-  const int64_t row_words = a.buf_w * a.words;
+void run_pack(const PackArgs& a, int threads) {
+  const int64_t planes = active->planes;
+  const int64_t pixel = a.pixel_words * planes;
+  const int64_t row_words = a.buf_w * pixel;
   for (int64_t n = 0; n < a.batch; ++n) {
     uint64_t* image = a.packed + n * a.buf_h * row_words;
     std::memset(image, 0, sizeof(uint64_t) * a.buf_top * row_words);
@@ -104,64 +88,121 @@ void run_pack(PackArgs a, float* sample_mean_abs, int threads) {
     std::memset(image + bottom * row_words, 0, sizeof(uint64_t) * (a.buf_h - bottom) * row_words);
     for (int64_t h = a.buf_top; h < bottom; ++h) {
       uint64_t* row = image + h * row_words;
-      std::memset(row, 0, sizeof(uint64_t) * a.buf_left * a.words);
-      const int64_t right = (a.buf_left + a.in_w) * a.words;
+      std::memset(row, 0, sizeof(uint64_t) * a.buf_left * pixel);
+      const int64_t right = (a.buf_left + a.in_w) * pixel;
       std::memset(row + right, 0, sizeof(uint64_t) * (row_words - right));
     }
   }
+  std::vector<double> row_sums(a.sample_mean_abs ? a.batch * a.in_h : 0);
+  double* sums = a.sample_mean_abs ? row_sums.data() : nullptr;
   const PackRowsFn pack_rows = active->pack_rows;
-  parallel_for(a.batch * a.in_h, threads, [&](int64_t b, int64_t e) { pack_rows(a, b, e); });
-  if (sample_mean_abs) {
+  parallel_for(a.batch * a.in_h, threads, [&](int64_t b, int64_t e) { pack_rows(a, b, e, sums); });
+  if (a.sample_mean_abs) {
     const double count = static_cast<double>(a.in_h * a.in_w * a.channels);
     for (int64_t n = 0; n < a.batch; ++n) {
       double total = 0.0;
       for (int64_t h = 0; h < a.in_h; ++h) total += row_sums[n * a.in_h + h];
-      sample_mean_abs[n] = static_cast<float>(total / count);
+      a.sample_mean_abs[n] = static_cast<float>(total / count);
     }
   }
 }
 
-void run_conv(const ConvArgs& a, int threads) {
+// Run convs that share one job space row by row: every conv of the group on output row (n, oh)
+// before the next row.
+void run_convs(const ConvArgs* convs, size_t count, int threads) {
   const ConvJobsFn conv_jobs = active->conv_jobs;
-  const int64_t jobs = a.batch * a.out_h * (a.out_channels_padded / kOcChunk);
-  parallel_for(jobs, threads, [&](int64_t b, int64_t e) { conv_jobs(a, b, e); });
+  const ConvArgs& first = convs[0];
+  const int64_t chunks = first.out_channels_padded / kOcChunk;
+  if (count == 1) {
+    parallel_for(first.batch * first.out_h * chunks, threads, [&](int64_t b, int64_t e) { conv_jobs(first, b, e); });
+    return;
+  }
+  parallel_for(first.batch * first.out_h, threads, [&](int64_t b, int64_t e) {
+    for (int64_t row = b; row < e; ++row)
+      for (size_t i = 0; i < count; ++i) conv_jobs(convs[i], row * chunks, (row + 1) * chunks);
+  });
 }
 
-PyObject* py_pack(PyObject*, PyObject* args) {
-  PyObject *pointers, *dims;
+// One step of run(): a packing pass, or a group of convolutions (ConvArgs::joins_previous).
+struct Step {
+  bool is_pack;
+  PackArgs pack;
+  std::vector<ConvArgs> convs;
+};
+
+// Read a step's struct (PackArgs or ConvArgs, told apart by their struct_size field), checked, and
+// append it to `steps`.
+bool read_step(PyObject* object, std::vector<Step>* steps) {
+  Py_buffer view;
+  if (PyObject_GetBuffer(object, &view, PyBUF_SIMPLE) != 0) return false;
+  uint32_t header[2] = {0, 0};
+  if (view.len >= static_cast<Py_ssize_t>(sizeof(header))) std::memcpy(header, view.buf, sizeof(header));
+  PyBuffer_Release(&view);
+  if (header[1] == sizeof(PackArgs)) {
+    Step step{true, {}, {}};
+    if (!read_struct(object, &step.pack, "pack arguments") || !check_pack(step.pack)) return false;
+    steps->push_back(std::move(step));
+    return true;
+  }
+  ConvArgs conv;
+  if (!read_struct(object, &conv, "conv arguments") || !check_conv(conv)) return false;
+  if (!conv.joins_previous) {
+    steps->push_back(Step{false, {}, {conv}});
+    return true;
+  }
+  if (steps->empty() || steps->back().is_pack) {
+    PyErr_SetString(PyExc_ValueError, "conv: joins_previous needs a conv before it");
+    return false;
+  }
+  const ConvArgs& previous = steps->back().convs.front();
+  if (conv.batch != previous.batch || conv.out_h != previous.out_h ||
+      conv.out_channels_padded != previous.out_channels_padded) {
+    PyErr_SetString(PyExc_ValueError, "conv: joins_previous needs the previous conv's batch, out_h and channels");
+    return false;
+  }
+  steps->back().convs.push_back(conv);
+  return true;
+}
+
+// run(steps, threads): PackArgs and ConvArgs structs, executed in order with the GIL released.
+PyObject* py_run(PyObject*, PyObject* args) {
+  PyObject* objects;
   int threads;
-  if (!PyArg_ParseTuple(args, "O!O!i", &PyTuple_Type, &pointers, &PyTuple_Type, &dims, &threads)) return nullptr;
-  PackArgs a;
-  float* sample_mean_abs;
-  if (!fill_pack(pointers, dims, &a, &sample_mean_abs)) return nullptr;
-  Py_BEGIN_ALLOW_THREADS run_pack(a, sample_mean_abs, threads);
+  if (!PyArg_ParseTuple(args, "O!i", &PyTuple_Type, &objects, &threads)) return nullptr;
+  const Py_ssize_t count = PyTuple_GET_SIZE(objects);
+  std::vector<Step> steps;
+  steps.reserve(static_cast<size_t>(count));
+  for (Py_ssize_t i = 0; i < count; ++i)
+    if (!read_step(PyTuple_GET_ITEM(objects, i), &steps)) return nullptr;
+  Py_BEGIN_ALLOW_THREADS for (const Step& step : steps) {
+    if (step.is_pack)
+      run_pack(step.pack, threads);
+    else
+      run_convs(step.convs.data(), step.convs.size(), threads);
+  }
   Py_END_ALLOW_THREADS Py_RETURN_NONE;
 }
 
-PyObject* py_conv(PyObject*, PyObject* args) {
-  PyObject *pointers, *dims;
-  int threads;
-  if (!PyArg_ParseTuple(args, "O!O!i", &PyTuple_Type, &pointers, &PyTuple_Type, &dims, &threads)) return nullptr;
-  ConvArgs a;
-  if (!fill_conv(pointers, dims, &a)) return nullptr;
-  Py_BEGIN_ALLOW_THREADS run_conv(a, threads);
-  Py_END_ALLOW_THREADS Py_RETURN_NONE;
-}
-
-PyObject* py_pack_conv(PyObject*, PyObject* args) {
-  PyObject *pack_pointers, *pack_dims, *conv_pointers, *conv_dims;
-  int threads;
-  if (!PyArg_ParseTuple(args, "O!O!O!O!i", &PyTuple_Type, &pack_pointers, &PyTuple_Type, &pack_dims, &PyTuple_Type,
-                        &conv_pointers, &PyTuple_Type, &conv_dims, &threads))
-    return nullptr;
-  PackArgs p;
-  ConvArgs c;
-  float* sample_mean_abs;
-  if (!fill_pack(pack_pointers, pack_dims, &p, &sample_mean_abs) || !fill_conv(conv_pointers, conv_dims, &c))
-    return nullptr;
-  Py_BEGIN_ALLOW_THREADS run_pack(p, sample_mean_abs, threads);
-  run_conv(c, threads);
-  Py_END_ALLOW_THREADS Py_RETURN_NONE;
+// {"version": kAbiVersion, "PackArgs": (size, ((field, offset), ...)), "ConvArgs": (...)}
+PyObject* py_abi_layout(PyObject*, PyObject*) {
+#define BIDRN_FIELD_PAIR(type, name) Py_BuildValue("(sn)", #name, static_cast<Py_ssize_t>(offsetof(type, name))),
+#define BIDRN_PACK_PAIR(name) BIDRN_FIELD_PAIR(PackArgs, name)
+#define BIDRN_CONV_PAIR(name) BIDRN_FIELD_PAIR(ConvArgs, name)
+  PyObject* pack_fields[] = {BIDRN_PACK_FIELDS(BIDRN_PACK_PAIR)};
+  PyObject* conv_fields[] = {BIDRN_CONV_FIELDS(BIDRN_CONV_PAIR)};
+#undef BIDRN_CONV_PAIR
+#undef BIDRN_PACK_PAIR
+#undef BIDRN_FIELD_PAIR
+  auto as_tuple = [](PyObject** items, size_t count) {
+    PyObject* tuple = PyTuple_New(static_cast<Py_ssize_t>(count));
+    for (size_t i = 0; i < count; ++i) PyTuple_SET_ITEM(tuple, i, items[i]);
+    return tuple;
+  };
+  constexpr size_t pack_count = sizeof(pack_fields) / sizeof(pack_fields[0]);
+  constexpr size_t conv_count = sizeof(conv_fields) / sizeof(conv_fields[0]);
+  return Py_BuildValue("{s:I,s:(nN),s:(nN)}", "version", kAbiVersion, "PackArgs",
+                       static_cast<Py_ssize_t>(sizeof(PackArgs)), as_tuple(pack_fields, pack_count), "ConvArgs",
+                       static_cast<Py_ssize_t>(sizeof(ConvArgs)), as_tuple(conv_fields, conv_count));
 }
 
 PyObject* py_supported_isas(PyObject*, PyObject*) {
@@ -173,6 +214,27 @@ PyObject* py_supported_isas(PyObject*, PyObject*) {
 }
 
 PyObject* py_get_isa(PyObject*, PyObject*) { return PyUnicode_FromString(active->name); }
+
+PyObject* py_planes(PyObject*, PyObject*) { return PyLong_FromLongLong(active->planes); }
+
+PyObject* py_get_threading(PyObject*, PyObject*) {
+  return PyUnicode_FromString(thread_backend() == ThreadBackend::kOpenMP ? "openmp" : "pool");
+}
+
+PyObject* py_set_threading(PyObject*, PyObject* args) {
+  const char* name;
+  if (!PyArg_ParseTuple(args, "s", &name)) return nullptr;
+  const bool openmp = std::strcmp(name, "openmp") == 0;
+  if (!openmp && std::strcmp(name, "pool") != 0) {
+    PyErr_Format(PyExc_ValueError, "threading must be openmp or pool, not %s", name);
+    return nullptr;
+  }
+  if (!set_thread_backend(openmp ? ThreadBackend::kOpenMP : ThreadBackend::kPool)) {
+    PyErr_SetString(PyExc_ValueError, "no OpenMP runtime is loaded in this process");
+    return nullptr;
+  }
+  Py_RETURN_NONE;
+}
 
 PyObject* py_set_isa(PyObject*, PyObject* args) {
   const char* name;
@@ -187,10 +249,11 @@ PyObject* py_set_isa(PyObject*, PyObject* args) {
 }
 
 PyMethodDef methods[] = {
-    {"pack", py_pack, METH_VARARGS, "pack(pointers, dims, threads): pack channels-last floats to sign bits."},
-    {"conv", py_conv, METH_VARARGS, "conv(pointers, dims, threads): packed convolution with epilogue."},
-    {"pack_conv", py_pack_conv, METH_VARARGS,
-     "pack_conv(pack_pointers, pack_dims, conv_pointers, conv_dims, threads): pack, then convolve."},
+    {"run", py_run, METH_VARARGS, "run(steps, threads): PackArgs and ConvArgs structs, executed in order."},
+    {"abi_layout", py_abi_layout, METH_NOARGS, "ABI version, sizes and field offsets of PackArgs and ConvArgs."},
+    {"planes", py_planes, METH_NOARGS, "Words the active kernel set stores per packed word (1 or 2)."},
+    {"get_threading", py_get_threading, METH_NOARGS, "Where kernels run in parallel: openmp (the process's team) or pool."},
+    {"set_threading", py_set_threading, METH_VARARGS, "Run kernels on the OpenMP team (openmp) or on own threads (pool)."},
     {"supported_isas", py_supported_isas, METH_NOARGS, "Kernel sets this CPU can run, best first."},
     {"get_isa", py_get_isa, METH_NOARGS, "Name of the kernel set in use."},
     {"set_isa", py_set_isa, METH_VARARGS, "Select a kernel set by name."},

@@ -1,8 +1,5 @@
-// A small persistent thread pool for the kernels.
-//
-// The extension does not link OpenMP: a second OpenMP runtime next to torch's would keep two
-// spinning thread teams on the same cores. Workers are started on first use and sleep between
-// calls; the calling thread always takes part in the work.
+// parallel_for for the kernels: on the process's OpenMP team (torch's) when one is loaded, else on
+// a small pool of sleeping workers (thread_pool.cpp explains why).
 #pragma once
 
 #include <cstdint>
@@ -10,8 +7,16 @@
 
 namespace bidrn {
 
-// Run body(begin, end) over [0, jobs) split into contiguous ranges on up to `threads` threads
-// (the caller included). Returns when every range is done.
+enum class ThreadBackend { kOpenMP = 0, kPool = 1 };
+
+// Run body(begin, end) over [0, jobs) in small chunks on up to `threads` threads (the caller
+// included). Returns when every chunk is done.
 void parallel_for(int64_t jobs, int threads, const std::function<void(int64_t, int64_t)>& body);
+
+// Where parallel_for runs: the OpenMP team when an OpenMP runtime is loaded (chosen on first use).
+ThreadBackend thread_backend();
+
+// Choose the backend; false (and no change) when OpenMP is asked for but no runtime is loaded.
+bool set_thread_backend(ThreadBackend backend);
 
 }  // namespace bidrn

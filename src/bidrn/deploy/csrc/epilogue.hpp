@@ -1,0 +1,150 @@
+// The one epilogue of every kernel set: integer XOR-popcount results -> float outputs, with the
+// per-channel multiply-add, the per-sample scale and the post-ops (bitconv.hpp, in that order).
+//
+// Written once over a vector-primitive type V (simd_*.hpp); each kernel set includes this header
+// inside its own target region, so it is compiled once per instruction set. Internal linkage keeps
+// the copies apart.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "bitconv.hpp"
+
+namespace bidrn {
+namespace {
+
+// The post-op operands of one output row, read once: ConvArgs is reached through a reference that
+// the float stores below could alias, so without local copies every field would be reloaded per
+// vector.
+struct RowPostOps {
+  const float* slope;
+  const float* scale;
+  const float* shift;
+  const float* residual;  // the residual map of this sample, at channel 0
+  int64_t res_stride_h, res_stride_w, res_h, res_w;
+  bool pool;
+  const float* earlier;  // the accumulated tensor at (n, oh, 0, 0)
+  int64_t acc_stride_w;
+  bool clamp;
+  float clamp_lo, clamp_hi;
+};
+
+// The residual of output (oh, ow) for channels [oc, oc + n) when it is pooled: the mean of the valid
+// part of the 2x2 window at (2 oh, 2 ow) (AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False),
+// summed row by row like torch).
+template <class V>
+inline typename V::F pooled_residual(const RowPostOps& p, int64_t oh, int64_t ow, int64_t oc, int n) {
+  const float* image = p.residual + oc;
+  const int64_t y0 = 2 * oh, x0 = 2 * ow;
+  const int64_t y1 = std::min(y0 + 2, p.res_h), x1 = std::min(x0 + 2, p.res_w);
+  typename V::F total = V::set1(0.0f);
+  for (int64_t y = y0; y < y1; ++y)
+    for (int64_t x = x0; x < x1; ++x) total = V::add(total, V::load_n(image + y * p.res_stride_h + x * p.res_stride_w, n));
+  return V::div(total, V::set1(static_cast<float>((y1 - y0) * (x1 - x0))));
+}
+
+// Which post-ops run. The common combinations are template arguments of epilogue_with (no branch per
+// vector); any other combination runs the kDynamic instantiation, which tests the runtime mask.
+enum PostOpFlag : unsigned { kSlope = 1, kResidual = 2, kPool = 4, kScale = 8, kEarlier = 16, kClamp = 32, kDynamic = 64 };
+
+template <class V, unsigned Ops>
+inline void epilogue_with(const ConvArgs& a, const RowPostOps& p, unsigned mask, int64_t n, int64_t oh,
+                          int64_t ow0, int pixels, int64_t oc0, const int32_t* lost) {
+  using F = typename V::F;
+  const auto on = [mask](unsigned flag) { return (Ops & kDynamic) ? (mask & flag) != 0 : (Ops & flag) != 0; };
+  const bool slope_on = on(kSlope), residual_on = on(kResidual), pool_on = on(kPool), scale_on = on(kScale);
+  const bool earlier_on = on(kEarlier), clamp_on = on(kClamp);
+  const int count = static_cast<int>(std::min<int64_t>(kOcChunk, a.out_channels - oc0));
+  const F full = V::set1(static_cast<float>(a.kernel_h * a.kernel_w * a.channels));
+  const F scale = V::set1(a.sample_scale ? a.sample_scale[n] : 1.0f);
+  const F lower = V::set1(p.clamp_lo), upper = V::set1(p.clamp_hi);
+  const int64_t out_stride_w = a.out_stride_w;
+  float* const out_row = a.out + n * a.out_stride_n + oh * a.out_stride_h + ow0 * out_stride_w;
+  const float* const multipliers = a.multiplier;
+  const float* const addends = a.addend;
+  for (int c = 0; c < count; c += V::kWidth) {
+    const int width = std::min(V::kWidth, count - c);
+    const int64_t oc = oc0 + c;
+    const F multiplier = V::mul(V::load_n(multipliers + oc, width), scale);
+    const F addend = V::load_n(addends + oc, width);
+    const F slope = slope_on ? V::load_n(p.slope + oc, width) : V::set1(0.0f);
+    const F post_scale = scale_on ? V::load_n(p.scale + oc, width) : V::set1(1.0f);
+    const F post_shift = scale_on ? V::load_n(p.shift + oc, width) : V::set1(0.0f);
+    for (int i = 0; i < pixels; ++i) {
+      const F value = V::sub(full, V::load_int_n(lost + i * kOcChunk + c, width));
+      F y = V::fmadd(value, multiplier, addend);
+      if (slope_on) y = V::prelu(y, slope);
+      if (residual_on) {
+        if (pool_on)
+          y = V::add(y, pooled_residual<V>(p, oh, ow0 + i, oc, width));
+        else
+          y = V::add(y, V::load_n(p.residual + oc + oh * p.res_stride_h + (ow0 + i) * p.res_stride_w, width));
+      }
+      if (scale_on) y = V::fmadd(y, post_scale, post_shift);
+      if (earlier_on) y = V::add(y, V::load_n(p.earlier + (ow0 + i) * p.acc_stride_w + oc, width));
+      if (clamp_on) y = V::min(V::max(y, lower), upper);
+      V::store_n(out_row + i * out_stride_w + oc, y, width);
+    }
+  }
+}
+
+// Pick the instantiation of epilogue_with for `mask`: none (a plain conv), the fused units' RPReLU +
+// residual + BatchNorm with or without pooling, accumulation and clamp, or the dynamic one.
+template <class V>
+inline void dispatch_epilogue(unsigned mask, const ConvArgs& a, const RowPostOps& p, int64_t n, int64_t oh,
+                              int64_t ow0, int pixels, int64_t oc0, const int32_t* lost) {
+  constexpr unsigned kUnit = kSlope | kResidual | kScale;
+  switch (mask) {
+#define BIDRN_EPILOGUE_CASE(ops) \
+  case (ops):                    \
+    return epilogue_with<V, (ops)>(a, p, mask, n, oh, ow0, pixels, oc0, lost);
+    BIDRN_EPILOGUE_CASE(0)
+    BIDRN_EPILOGUE_CASE(kUnit)
+    BIDRN_EPILOGUE_CASE(kUnit | kClamp)
+    BIDRN_EPILOGUE_CASE(kUnit | kEarlier)
+    BIDRN_EPILOGUE_CASE(kUnit | kEarlier | kClamp)
+    BIDRN_EPILOGUE_CASE(kUnit | kPool)
+    BIDRN_EPILOGUE_CASE(kUnit | kPool | kClamp)
+    BIDRN_EPILOGUE_CASE(kUnit | kPool | kEarlier)
+    BIDRN_EPILOGUE_CASE(kUnit | kPool | kEarlier | kClamp)
+#undef BIDRN_EPILOGUE_CASE
+    default:
+      return epilogue_with<V, kDynamic>(a, p, mask, n, oh, ow0, pixels, oc0, lost);
+  }
+}
+
+// Finish `pixels` outputs (n, oh, ow0 + i) for the channels [oc0, oc0 + kOcChunk) that exist.
+// lost[i * kOcChunk + k] holds 2 * popcount + border correction of pixel i, channel oc0 + k, so the
+// integer result is taps * channels - lost.
+template <class V>
+inline void epilogue(const ConvArgs& a, int64_t n, int64_t oh, int64_t ow0, int pixels, int64_t oc0,
+                     const int32_t* lost) {
+  const RowPostOps p{a.post_slope,
+                     a.post_scale,
+                     a.post_shift,
+                     a.residual ? a.residual + n * a.res_stride_n : nullptr,
+                     a.res_stride_h,
+                     a.res_stride_w,
+                     a.res_h,
+                     a.res_w,
+                     a.res_pool == 2,
+                     a.accumulate_from ? a.accumulate_from + n * a.acc_stride_n + oh * a.acc_stride_h : nullptr,
+                     a.acc_stride_w,
+                     a.clamp != 0,
+                     a.clamp_lo,
+                     a.clamp_hi};
+  const unsigned mask = (p.slope ? kSlope : 0u) | (p.residual ? kResidual : 0u) | (p.pool ? kPool : 0u) |
+                        (p.scale ? kScale : 0u) | (p.earlier ? kEarlier : 0u) | (p.clamp ? kClamp : 0u);
+  dispatch_epilogue<V>(mask, a, p, n, oh, ow0, pixels, oc0, lost);
+}
+
+// Add the zero-padding correction of border output (oh, ow) to lost[0 .. count), count <= kOcChunk.
+inline void correct_border(const ConvArgs& a, int64_t oh, int64_t ow, int64_t oc0, int64_t count, int32_t* lost) {
+  int32_t correction[kOcChunk];
+  border_correction(a, oh, ow, oc0, count, correction);
+  for (int64_t k = 0; k < count; ++k) lost[k] += correction[k];
+}
+
+}  // namespace
+}  // namespace bidrn
