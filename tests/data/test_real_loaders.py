@@ -97,7 +97,7 @@ def test_h36m_count_joint_mapping_and_boxes(tmp_path):
         sample["meta_info"]["bbox"].numpy(), geometry.fit_box_aspect([20, 10, 60, 80]), atol=1e-4
     )
     assert float(sample["meta_info"]["is_3D"]) == 1.0
-    # Ankle and wrist rotations and foot joints of the fits are not supervised (architecture.md §6).
+    # Ankle and wrist rotations and foot joints of the fits are not supervised (docs/design/pipeline.md §6).
     pose_valid = sample["meta_info"]["smplx_pose_valid"].view(53, 3)[:, 0]
     assert pose_valid[joint_sets.ROTATION_JOINT_NAMES.index("left_ankle")] == 0
     assert pose_valid[joint_sets.ROTATION_JOINT_NAMES.index("left_knee")] == 1

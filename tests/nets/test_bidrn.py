@@ -153,7 +153,7 @@ def unit_forms(encoder: BiDRNEncoder, stage: int, block: int) -> list[str | None
     return [unit.form for unit in encoder.stages[stage][block].units]
 
 
-def test_bidrn50_uses_the_forms_of_architecture_md_10_4():
+def test_bidrn50_uses_the_forms_of_design_bidrn_md_4():
     encoder = BiDRNEncoder(EncoderConfig(kind="bidrn", depth=50), width=0.25)
     assert unit_forms(encoder, 0, 0) == ["base", "base", "fusion_up"]
     assert unit_forms(encoder, 0, 1) == ["fusion_down", "base", "fusion_up"]

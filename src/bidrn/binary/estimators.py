@@ -2,7 +2,7 @@
 
 Every binarizer in this package computes the same forward value, ``sign(x)`` with
 ``sign(0) = +1`` (a bit-packed inference engine has no code for 0, so a model trained with
-``torch.sign`` could not be exported exactly; binarization.md §4.1). What differs between methods is
+``torch.sign`` could not be exported exactly; docs/design/binarizers.md §1). What differs between methods is
 the gradient that flows back through that step function, the *gradient estimator*:
 
 ============  ===================================================  ===========================

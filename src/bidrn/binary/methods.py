@@ -16,7 +16,7 @@ one file outside this package: define its quantizers, then register a factory::
 
 Where a method's original paper and the BiBench re-implementation (Qin et al., ICML 2023) differ, the
 registry follows BiBench: its first author co-wrote BiDRN, so BiBench's per-conv definitions are the
-most likely ones behind the paper's Table 1 (binarization.md §0). Each entry's docstring says where
+most likely ones behind the paper's Table 1 (docs/design/binarizers.md §2). Each entry's docstring says where
 it departs from the original paper. ``dorefa-layerscale`` keeps the original DoReFa weight scale for
 comparison.
 """

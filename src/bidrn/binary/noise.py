@@ -1,4 +1,4 @@
-"""FDA's training-time noise-adaptation modules (Xu et al., NeurIPS 2021; binarization.md §1.8).
+"""FDA's training-time noise-adaptation modules (Xu et al., NeurIPS 2021; docs/design/binarizers.md §4.7).
 
 During training FDA adds λ·e(·) to the sign of weights and activations, where e is a small bias-free
 MLP (d → d/64 → d) plus 0.1·sin. λ decays to exactly 0 in the last epoch, so these modules only exist

@@ -1,4 +1,4 @@
-"""Epoch-dependent hyper-parameters of ReCU and FDA (binarization.md §1.7, §1.8).
+"""Epoch-dependent hyper-parameters of ReCU and FDA (docs/design/binarizers.md §6).
 
 ``epoch`` is 0-based and ``total_epochs`` is the length of training, so the last epoch is
 ``total_epochs - 1``. Advance every binarized layer of a model once per epoch with

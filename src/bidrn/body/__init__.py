@@ -45,7 +45,7 @@ def load_body_model(
     """Load an SMPL-X model file as an :class:`SMPLXLayer`; ``path=None`` loads the embedded stand-in.
 
     ``path`` may be an ``SMPLX_*.npz`` or legacy ``.pkl`` file (read without executing anything from
-    it, see :mod:`bidrn.body.model_file`). Defaults follow Hand4Whole (architecture.md §3.1): 10
+    it, see :mod:`bidrn.body.model_file`). Defaults follow Hand4Whole (docs/design/body-model.md §2): 10
     shape and 10 expression coefficients, 45-D axis-angle hand poses (``use_pca=False``) offset by
     the file's mean hand pose (``flat_hand_mean=False``).
     """

@@ -1,6 +1,6 @@
 """Writing meshes (``.obj`` / ``.ply``) and SMPL-X parameter files in Hand4Whole's demo layout.
 
-Parameter files use the field names of Hand4Whole's ``smplx_param.json`` (architecture.md §5):
+Parameter files use the field names of Hand4Whole's ``smplx_param.json`` (docs/design/pipeline.md §5.8):
 
 ==============  ======  ===============================================================
 field           size    meaning

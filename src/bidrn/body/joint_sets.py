@@ -1,6 +1,6 @@
 """Names and indices of the SMPL-X joint sets used across bidrn.
 
-Four sets appear in the pipeline (architecture.md §3):
+Four sets appear in the pipeline (docs/design/body-model.md §3):
 
 * ``SMPLX_JOINT_NAMES`` — the 144 joints the SMPL-X layer returns, in the official order:
   55 skeleton joints, 21 vertex-picked extra joints (nose, eyes, ears, toes, heels, finger tips),
@@ -153,7 +153,7 @@ SMPLX_FLIP_PERMUTATION: tuple[int, ...] = _permutation_from_pairs(NUM_SMPLX_JOIN
 """``joints[..., SMPLX_FLIP_PERMUTATION, :]`` (with x negated) is the mirrored skeleton."""
 
 # ----------------------------------------------------------------------------------------------
-# Hand4Whole's 137-joint supervision set (architecture.md §3.2).
+# Hand4Whole's 137-joint supervision set (docs/design/body-model.md §3.2).
 # ----------------------------------------------------------------------------------------------
 
 BODY_JOINT_NAMES: tuple[str, ...] = (
@@ -209,7 +209,7 @@ BODY_ROOT = JOINT_NAMES.index("Pelvis")
 LHAND_ROOT = JOINT_NAMES.index("L_Wrist")
 RHAND_ROOT = JOINT_NAMES.index("R_Wrist")
 FACE_ROOT = JOINT_NAMES.index("Neck")
-"""Roots (indices into the 137 set) that make each part's coordinates relative (architecture.md §5)."""
+"""Part roots (indices into the 137 set) for part-relative coordinates (docs/design/body-model.md §3.4)."""
 
 HAND_MCP_INDICES: tuple[int, ...] = (4, 8, 12, 16)
 """Index_1, Middle_1, Ring_1, Pinky_1 within one hand's 20 joints (sampled by the body RotationNet)."""

@@ -1,7 +1,7 @@
 """Reading SMPL-X model files (``SMPLX_*.npz`` and legacy ``.pkl``) into validated numpy arrays.
 
 The official SMPL-X release stores one dictionary of arrays per model (keys and shapes in
-bodymodel-and-ecosystem.md §1.3). :func:`read_model_file` reads such a file without executing
+docs/design/body-model.md §1). :func:`read_model_file` reads such a file without executing
 anything from it:
 
 * ``.npz`` archives are opened with ``allow_pickle=False``; only the keys the layer needs are read,
@@ -522,7 +522,7 @@ def _side_file_part_ids(model_path: Path) -> dict[str, np.ndarray]:
 
     ``MANO_SMPLX_vertex_ids.pkl`` (a dict with ``left_hand`` and ``right_hand``, read with the
     restricted unpickler) and ``SMPL-X__FLAME_vertex_ids.npy`` are where Hand4Whole keeps them
-    (architecture.md §11.6); they define the hand and face regions of the paper's metrics.
+    (docs/design/data-formats.md §2.6); they define the hand and face regions of the paper's metrics.
     """
     found: dict[str, np.ndarray] = {}
     mano = model_path.with_name(MANO_IDS_FILENAME)

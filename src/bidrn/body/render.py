@@ -1,6 +1,6 @@
 """Rendering meshes over images: an offscreen GL fast path and a numpy z-buffer fallback.
 
-Coordinates follow the OpenCV pinhole convention used by Hand4Whole (architecture.md §5): camera
+Coordinates follow the OpenCV pinhole convention used by Hand4Whole (docs/design/pipeline.md §5.7): camera
 frame x right, y down, z forward (metres); a vertex projects to pixel
 ``u = fx · X / Z + cx``, ``v = fy · Y / Z + cy`` with pixel centres at integer coordinates.
 ``mesh_cam`` (vertices + cam_trans) from the network is already in this frame.
@@ -398,7 +398,7 @@ def render_overlay(
     """Draw a camera-frame mesh over ``image`` with intrinsics ``focal`` = (fx, fy), ``princpt`` = (cx, cy).
 
     ``vertices`` (V, 3) array or tensor in metres, e.g. Hand4Whole's ``mesh_cam`` after rescaling the
-    virtual camera to the image (architecture.md §5). Only the mesh's pixel box is rasterised, at
+    virtual camera to the image (docs/design/pipeline.md §5.7). Only the mesh's pixel box is rasterised, at
     most ``max_side`` pixels per side, and scaled up bilinearly when the box is larger, so time and
     memory stay bounded for any image size. Returns an (H, W, 3) uint8 image (a copy of ``image``
     when the mesh lies outside it).

@@ -59,7 +59,7 @@ class SMPLXOutput:
     joints: torch.Tensor
     """(B, 144, 3) joints in the official SMPL-X order (see :mod:`bidrn.body.joint_sets`)."""
     supervision_joints: torch.Tensor
-    """(B, 137, 3) Hand4Whole's supervision joints (architecture.md §3.2)."""
+    """(B, 137, 3) Hand4Whole's supervision joints (docs/design/body-model.md §3.2)."""
     full_pose: torch.Tensor
     """(B, 55, 3) axis-angle rotations actually applied (hand mean and PCA resolved)."""
 

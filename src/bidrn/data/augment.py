@@ -1,4 +1,4 @@
-"""Training-time augmentation parameters (architecture.md §7), sampled per sample.
+"""Training-time augmentation parameters (docs/design/pipeline.md §7.3), sampled per sample.
 
 An :class:`Augmentation` is a plain value (scale, rotation, flip, colour factors) that
 :func:`bidrn.data.targets.build_sample` applies consistently to the image, the 2D and 3D
@@ -37,7 +37,7 @@ IDENTITY = Augmentation()
 
 @dataclass(frozen=True)
 class AugmentationConfig:
-    """Distributions of the training augmentation; defaults are Hand4Whole's (architecture.md §7).
+    """Distributions of the training augmentation; defaults are Hand4Whole's (docs/design/pipeline.md §7.3).
 
     Attributes:
         scale_factor: scale = clip(N(0, 1), -1, 1) * scale_factor + 1.

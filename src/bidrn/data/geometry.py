@@ -12,11 +12,11 @@ import numpy as np
 
 CROP_HEIGHT = 512
 CROP_WIDTH = 384
-"""Size of the person crop fed to the network (architecture.md §2, ``input_img_shape``)."""
+"""Size of the person crop fed to the network (docs/design/pipeline.md §2, ``input_img_shape``)."""
 
 BOX_ASPECT = CROP_WIDTH / CROP_HEIGHT
 BOX_EXTENSION = 1.25
-"""Person boxes get the crop's aspect (w/h = 0.75) and are enlarged by 1.25 (architecture.md §7)."""
+"""Person boxes get the crop's aspect (w/h = 0.75) and are enlarged by 1.25 (docs/design/pipeline.md §7.3)."""
 
 
 def sanitize_box(box_xywh: np.ndarray, image_height: int, image_width: int) -> np.ndarray | None:
@@ -42,7 +42,7 @@ def fit_box_aspect(
 ) -> np.ndarray:
     """Grow the shorter side of an ``xywh`` box around its centre to ``w/h = aspect``, then scale.
 
-    This is the person-box preparation of architecture.md §7: sanitised box, aspect set to the
+    This is the person-box preparation of docs/design/pipeline.md §7.3: sanitised box, aspect set to the
     crop's 384/512 by growing the short side, both sides multiplied by ``extension``.
     """
     x, y, w, h = (float(v) for v in box_xywh)
@@ -115,7 +115,7 @@ def rotation_about_z(angle_deg: float) -> np.ndarray:
 def scene_rotation_for_crop(rotation_deg: float) -> np.ndarray:
     """The 3D rotation about the optical axis that matches a crop turned by ``rotation_deg``.
 
-    This is architecture.md §7's "3D rotation aug: rotated about the camera z axis by -rot".
+    This is the 3D consistency rule of docs/design/pipeline.md §7.3 (rotation about the camera's z axis).
     """
     return rotation_about_z(-rotation_deg)
 
@@ -171,7 +171,8 @@ def affine_camera(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Intrinsics after a scale-and-translate affine (no rotation): ``f a00``, ``c a00 + a02``.
 
-    Used where a dataset ships pre-cropped images together with the crop affine (AGORA, §11.5).
+    Used where a dataset ships pre-cropped images together with the crop affine (AGORA,
+    docs/design/data-formats.md §2.5).
     """
     scale = np.array([affine[0, 0], affine[1, 1]])
     return np.asarray(focal) * scale, np.asarray(princpt) * scale + affine[:, 2]

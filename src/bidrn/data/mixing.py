@@ -1,4 +1,4 @@
-"""Group resampling of training sets (architecture.md §7).
+"""Group resampling of training sets (docs/design/pipeline.md §7.2).
 
 Hand4Whole trains on a 3D group (Human3.6M) and a 2D group (MSCOCO ∪ MPII). Each group is the
 concatenation of its datasets, and every group is resampled to the length of the largest one,

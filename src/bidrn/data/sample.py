@@ -8,7 +8,7 @@ turns a record plus an :class:`~bidrn.data.augment.Augmentation` into the networ
 
 Joint arrays always use the 137-joint supervision set of :mod:`bidrn.body.joint_sets`
 (``JOINT_NAMES``); a dataset with fewer joints fills the rest and marks them invalid. SMPL-X
-parameters are axis-angle, in the camera frame, with ``flat_hand_mean=False`` (architecture.md §3).
+parameters are axis-angle, in the camera frame, with ``flat_hand_mean=False`` (docs/design/body-model.md §2).
 """
 
 from __future__ import annotations

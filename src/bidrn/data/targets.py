@@ -1,6 +1,6 @@
 """Turn a :class:`~bidrn.data.sample.PersonRecord` and its image into network inputs and targets.
 
-:func:`build_sample` returns Hand4Whole's three dictionaries (architecture.md §6–§7) as float32
+:func:`build_sample` returns Hand4Whole's three dictionaries (docs/design/pipeline.md §6–§7) as float32
 torch tensors; ``J = 137`` (``bidrn.body.joint_sets.JOINT_NAMES``), "hm units" are the 8x6 body
 heatmap's cells (x in [0, 6), y in [0, 8)) and depth bins are the 8 heatmap slices.
 
@@ -46,15 +46,15 @@ from bidrn.data.sample import NUM_JOINTS, NUM_ROTATIONS, PersonRecord
 from bidrn.errors import BidrnError
 
 HEATMAP_DEPTH, HEATMAP_HEIGHT, HEATMAP_WIDTH = 8, 8, 6
-"""Body heatmap ``output_hm_shape`` (D, H, W) (architecture.md §2)."""
+"""Body heatmap ``output_hm_shape`` (D, H, W) (docs/design/pipeline.md §2, §5.1)."""
 
 BODY_3D_SIZE = 2.0
 HAND_3D_SIZE = 0.3
 FACE_3D_SIZE = 0.3
-"""Depth ranges in metres mapped onto the 8 depth bins (architecture.md §2)."""
+"""Depth ranges in metres mapped onto the 8 depth bins (docs/design/pipeline.md §2)."""
 
 MAX_ABS_SHAPE = 3.0
-"""β with any |β| above this is replaced by zeros in targets (architecture.md §12, quirk 7)."""
+"""β with any |β| above this is replaced by zeros in targets (docs/design/pipeline.md §9.1, item 7)."""
 
 _PARTS = (
     (joint_sets.BODY_SLICE, joint_sets.BODY_ROOT, BODY_3D_SIZE),
@@ -88,7 +88,7 @@ class TargetGeometry:
 
 
 PAPER_GEOMETRY = TargetGeometry()
-"""512x384 crops and 8x8x6 body heatmaps (architecture.md §2)."""
+"""512x384 crops and 8x8x6 body heatmaps (docs/design/pipeline.md §2)."""
 
 
 class InvalidSampleError(BidrnError):
@@ -147,7 +147,7 @@ def warp_image(image: np.ndarray, affine: np.ndarray, out_height: int, out_width
 
 
 def part_relative(joints_cam: np.ndarray) -> np.ndarray:
-    """Body pelvis-relative, hands wrist-relative, face neck-relative (architecture.md §5)."""
+    """Body pelvis-relative, hands wrist-relative, face neck-relative (docs/design/pipeline.md §5.8)."""
     out = joints_cam.copy()
     for part, root, _ in _PARTS:
         out[part] = joints_cam[part] - joints_cam[root]
@@ -155,7 +155,7 @@ def part_relative(joints_cam: np.ndarray) -> np.ndarray:
 
 
 def depth_bins(joints_cam: np.ndarray, depth: int = HEATMAP_DEPTH) -> np.ndarray:
-    """Discretised depth ``(z_rel / (S/2) + 1) / 2 * D`` per part (architecture.md §5)."""
+    """Discretised depth ``(z_rel / (S/2) + 1) / 2 * D`` per part (docs/design/pipeline.md §5.4)."""
     z = np.zeros(len(joints_cam))
     for part, root, size in _PARTS:
         relative = joints_cam[part, 2] - joints_cam[root, 2]

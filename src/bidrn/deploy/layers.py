@@ -1,7 +1,7 @@
 """Frozen binary layers: packed sign bits plus a per-output-channel multiply and add.
 
 A frozen layer computes, in eval-mode semantics of :class:`bidrn.binary.BinaryLayer` (see
-binarization.md §1, "inference collapse")::
+docs/design/binarizers.md §7)::
 
     y[n, o] = (K − 2·popcount(bits(x[n]) XOR bits(w[o]))) · multiplier[o] · β[n] + addend[o]
 

@@ -5,12 +5,11 @@ Format (shared by weights, activations, the reference path and the compiled kern
 * channels are packed along the **last** dimension (channels-last), 64 per word, channel ``c`` in
   word ``c // 64`` at bit ``c % 64``; words are stored as ``torch.int64`` (same bits as uint64);
 * **bit 1 means −1** (the value is negative / below its threshold), bit 0 means +1, so
-  sign(0) = +1, as in the binarized layers (binarization.md §4.1);
+  sign(0) = +1, as in the binarized layers (docs/design/binarizers.md §1);
 * unused high bits of the last word are 0 in both operands, so they never count in
   ``popcount(a XOR w)``.
 
-A binary convolution over ``K`` valid bits is then ``K − 2·popcount(a XOR w)`` (binarization.md §1,
-"inference collapse").
+A binary convolution over ``K`` valid bits is then ``K − 2·popcount(a XOR w)`` (docs/design/binarizers.md §7).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Training, evaluation and the paper's experiments.
 
-* :mod:`bidrn.engine.losses` — Hand4Whole's masked L1 loss terms (architecture.md §6);
+* :mod:`bidrn.engine.losses` — Hand4Whole's masked L1 loss terms (docs/design/pipeline.md §6);
 * :mod:`bidrn.engine.trainer` — the training loop (Adam, step decay, AMP, DDP, exact resume);
 * :mod:`bidrn.engine.checkpoint` — safetensors + JSON checkpoints;
 * :mod:`bidrn.engine.metrics` — MPVPE / PA-MPVPE / PA-MPJPE with one batched Umeyama Procrustes;

@@ -11,7 +11,7 @@ Convention (paper §4.1, following the BNN literature):
 * OPs are multiply-accumulates of the layers that actually run in the traced forward pass, counted
   once per call: a convolution costs (output elements)·(C_in/groups)·k_h·k_w, a transposed
   convolution (input elements)·(C_out/groups)·k_h·k_w, a linear layer (output elements)·in_features;
-  BatchNorm costs one op per output element (architecture.md §9.3: this reproduces BNN's 2.63 G),
+  BatchNorm costs one op per output element (docs/design/complexity.md §5.1: this reproduces BNN's 2.63 G),
   and so do the other element-wise layers with learned per-channel parameters that survive
   deployment, RPReLU and PReLU (Table 2a: the OPs grow 2.48 → 2.49 → 2.50 G as Fusion Up and
   Fusion Down add RPReLUs while the binarized weights stay the same).

@@ -1,4 +1,4 @@
-"""The whole-body training loss of Hand4Whole, which BiDRN keeps (architecture.md §6).
+"""The whole-body training loss of Hand4Whole, which BiDRN keeps (docs/design/pipeline.md §6).
 
 Every term is an L1 distance multiplied by a validity mask and averaged over **all** of its
 elements (masked elements count as zeros in the mean, as in the released code); the weighted terms
@@ -71,7 +71,7 @@ class LossWeights:
 
 @dataclass(frozen=True)
 class HeatmapGeometry:
-    """Resolutions that define the image-space units of the targets (architecture.md §2).
+    """Resolutions that define the image-space units of the targets (docs/design/pipeline.md §2).
 
     Attributes:
         box_frame_shape: (H, W) of the image whose pixels the predicted crop boxes use: the model's
@@ -195,7 +195,7 @@ def translation_aligned(prediction: torch.Tensor, target: torch.Tensor, valid: t
 
 
 class WholeBodyLoss(nn.Module):
-    """Hand4Whole's loss terms (architecture.md §6), weighted by :class:`LossWeights`.
+    """Hand4Whole's loss terms (docs/design/pipeline.md §6), weighted by :class:`LossWeights`.
 
     Calling it returns ``{term: weighted scalar}``; the training objective is their sum.
     ``rotations`` chooses how ``smplx_pose`` compares rotations (:func:`rotation_l1`; ``"axis_angle"``

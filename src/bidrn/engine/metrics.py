@@ -1,6 +1,6 @@
 """Mesh and joint errors of the paper's Table 1, all in millimetres.
 
-The paper evaluates as Hand4Whole does (architecture.md §8):
+The paper evaluates as Hand4Whole does (docs/design/pipeline.md §8.1):
 
 * **MPVPE** (mean per-vertex position error): mean Euclidean distance between corresponding
   vertices after a *translation* alignment — the whole mesh by the pelvis, each hand by its wrist,
@@ -246,7 +246,7 @@ def whole_body_errors(
     }
 
 
-#: Skeleton rows (of SMPL-X's 55-joint regressor) used for alignment (architecture.md §8).
+#: Skeleton rows (of SMPL-X's 55-joint regressor) used for alignment (docs/design/pipeline.md §8.1).
 SMPLX_PELVIS, SMPLX_NECK, SMPLX_LEFT_WRIST, SMPLX_RIGHT_WRIST = 0, 12, 20, 21
 
 

@@ -1,4 +1,4 @@
-"""BNN-style binarized ResNets: the encoders of the Table 1 baselines (architecture.md §9.3).
+"""BNN-style binarized ResNets: the encoders of the Table 1 baselines (docs/design/complexity.md §5.1).
 
 The full-precision ResNet with every block convolution *and* every 1×1 projection shortcut replaced
 by a :class:`~bidrn.binary.BinaryConv2d` of the chosen method; the stem convolution, all BatchNorms and

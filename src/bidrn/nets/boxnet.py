@@ -1,4 +1,4 @@
-"""BoxNet: hand and face boxes from the body feature (architecture.md §4.3; Binarized BoxNet, §3.2).
+"""BoxNet: hand and face boxes from the body feature (docs/design/pipeline.md §4.2, docs/design/bidrn.md §7).
 
 Input: the body feature (C×8×6) concatenated with the detached PositionNet heatmaps (25·8 channels).
 Three ×2 transposed convs (4×4, stride 2) lift it to 64×48; a 1×1 conv gives three centre heatmaps
@@ -16,7 +16,7 @@ style, ``BN(RPReLU(o) + R(a_f))``:
   projection on the 8×6 input followed by ×2 nearest upsampling (``first_residual='projection'``,
   0.58 M parameters and 0.03 G OPs at paper size) or no residual (``'none'``). The projection is our
   choice: the paper's binarized-BoxNet rows carry ≈1 M full-precision parameters that no minimal
-  reading explains (architecture.md §9.3), and this is the cheapest layer that gives the first
+  reading explains (docs/design/complexity.md §5.2), and this is the cheapest layer that gives the first
   deconv a full-precision path;
 * hidden linear layers (256 -> 256): R = identity, no BatchNorm (Hand4Whole's MLPs have none).
 """

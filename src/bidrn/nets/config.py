@@ -12,7 +12,7 @@ plus the overrides that make it a paper variant. Every switch the paper ablates 
 
 Sizes: ``width`` multiplies every channel count of the encoders and heads (1.0 = the paper); the
 input crop is ``2 × body_input`` (Hand4Whole's 512×384 crop for its 256×192 body input), so hand and
-face boxes found on the body image map to the crop by a factor of two (architecture.md §1).
+face boxes found on the body image map to the crop by a factor of two (docs/design/pipeline.md §1).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class EncoderConfig:
 
 @dataclass(frozen=True)
 class BoxNetConfig:
-    """The hand/face box network (architecture.md §4.3; binarized form §3.2).
+    """The hand/face box network (docs/design/pipeline.md §4.2; binarized: docs/design/bidrn.md §7).
 
     Attributes:
         binarized: binarize the three transposed convs and the hidden linear layers of the size MLPs

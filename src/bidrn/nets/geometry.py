@@ -1,4 +1,4 @@
-"""Differentiable geometry of the Hand4Whole heads (architecture.md §5).
+"""Differentiable geometry of the Hand4Whole heads (docs/design/pipeline.md §5).
 
 * :func:`soft_argmax_3d` / :func:`soft_argmax_2d` — expected position under a softmax over every cell
   of a joint's heatmap (integral regression, Sun et al. 2018), coordinates ordered (x, y[, z]).
@@ -74,7 +74,7 @@ def sample_features(features: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
 
 
 def rot6d_to_rotmat(rot6d: torch.Tensor) -> torch.Tensor:
-    """Convert 6-D rotations ``(..., 6)`` to rotation matrices ``(..., 3, 3)`` (architecture.md §5).
+    """Convert 6-D rotations ``(..., 6)`` to rotation matrices ``(..., 3, 3)`` (docs/design/pipeline.md §5.5).
 
     The six numbers are read as a 3×2 matrix in row-major order; its two columns are orthonormalised by
     Gram–Schmidt and completed by their cross product, which become the matrix's columns.

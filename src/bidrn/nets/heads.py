@@ -1,8 +1,8 @@
-"""Full-precision prediction heads of Hand4Whole (architecture.md §4.2, §4.4–§4.6).
+"""Full-precision prediction heads of Hand4Whole (docs/design/pipeline.md §4.1, §4.3–§4.5).
 
 All heads stay full precision in every variant (Fig. 3 draws them unchanged; the BNN row's 21.61 M
-only adds up with full-precision heads, architecture.md §9.3). ``hidden`` widths scale with the model's
-width multiplier; joint counts and output sizes never change.
+only adds up with full-precision heads, docs/design/complexity.md §5.1). ``hidden`` widths scale with the
+model's width multiplier; joint counts and output sizes never change.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def init_rotation_bias(layer: nn.Linear, rotation6d: tuple[float, ...]) -> None:
 
 
 class PositionNet(nn.Module):
-    """1×1 conv to ``joints × depth`` channels, read as 3-D heatmaps, then soft-argmax (§4.2).
+    """1×1 conv to ``joints × depth`` heatmap channels, then 3-D soft-argmax (docs/design/pipeline.md §4.1).
 
     ``forward`` returns ``(coordinates (B, J, 3) as (x, y, z) in heatmap cells, probabilities
     (B, J, D, H, W))``; BoxNet consumes the probabilities.
@@ -87,7 +87,7 @@ def _joint_tokens(reduce: nn.Module, features: torch.Tensor, joints: torch.Tenso
 
 
 class HandRotationNet(nn.Module):
-    """Finger rotations of one (right or mirrored left) hand: 15 joints × 6D (§4.5)."""
+    """Finger rotations of one (right or mirrored left) hand, 15 × 6D (docs/design/pipeline.md §4.4)."""
 
     def __init__(self, in_channels: int, hidden: int = 512, joints: int = 20, rotations: int = 15) -> None:
         super().__init__()
@@ -104,7 +104,7 @@ class HandRotationNet(nn.Module):
 
 
 class BodyRotationNet(nn.Module):
-    """Root and body rotations, shape and camera from body and hand features (§4.4).
+    """Root and body rotations, shape and camera from body and hand features (docs/design/pipeline.md §4.3).
 
     Body-joint features plus the two hands' features at their four MCP joints (33 tokens of C+3) feed
     the root (6D) and 21 body-joint (6D) regressors; the globally pooled body feature feeds shape (10)
@@ -163,7 +163,7 @@ class BodyRotationNet(nn.Module):
 
 
 class FaceRegressor(nn.Module):
-    """Expression (10) and jaw rotation (6D) from the globally pooled face feature (§4.6)."""
+    """Expression (10) and jaw rotation (6D) from the pooled face feature (docs/design/pipeline.md §4.5)."""
 
     def __init__(self, in_channels: int, expression_params: int = 10) -> None:
         super().__init__()

@@ -110,7 +110,7 @@ def create_model(name: str, *, body_model: nn.Module | None = None, **overrides:
 
 
 # ---------------------------------------------------------------------------------------------
-# The paper's variants (paper-tables.md).
+# The paper's variants (docs/design/paper-tables.md).
 # ---------------------------------------------------------------------------------------------
 
 HAND4WHOLE = WholeBodyConfig()

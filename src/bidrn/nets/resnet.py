@@ -1,4 +1,4 @@
-"""ResNet encoders without pooling and classifier (architecture.md §4.1).
+"""ResNet encoders without pooling and classifier (docs/design/pipeline.md §3).
 
 Torchvision-style ResNet-18 (BasicBlock [2, 2, 2, 2]) and ResNet-50 (bottleneck v1.5, stride on the
 3×3, [3, 4, 6, 3]); a projection shortcut (1×1 conv + BN) opens every stage whose shape changes. The

@@ -1,4 +1,4 @@
-"""Hand and face crops: box restoration and RoI-align written with ``grid_sample`` (architecture.md §5, §4.7).
+"""Hand and face crops: box restoration and ``grid_sample`` RoI-align (docs/design/pipeline.md §4.6, §5.3).
 
 :func:`restore_boxes` turns BoxNet's centre/size (body-heatmap cells) into square, enlarged xyxy boxes
 in body-input pixels; :func:`roi_align` crops them from the input image. The crop follows

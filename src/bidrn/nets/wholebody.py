@@ -1,4 +1,4 @@
-"""The Hand4Whole pipeline as one module (architecture.md §1–§5), full precision or binarized.
+"""The Hand4Whole pipeline as one module (docs/design/pipeline.md §1–§5), full precision or binarized.
 
 ``WholeBodyNet(config)(images)`` takes person crops (B, 3, 2·H_b, 2·W_b) in [0, 1] (512×384 at paper
 size; no mean/std normalisation) and returns a :class:`WholeBodyOutput`:
@@ -311,9 +311,9 @@ class WholeBodyNet(nn.Module):
         return output
 
     def _add_mesh(self, output: WholeBodyOutput, with_mesh: bool) -> None:
-        """Body model -> ``joint_cam``, ``joint_proj`` and, ``with_mesh``, ``mesh_cam`` (architecture.md §5).
+        """Body model -> ``joint_cam``, ``joint_proj`` and, ``with_mesh``, ``mesh_cam``.
 
-        Without the mesh only the joints' vertices are skinned (:class:`bidrn.body.SMPLXLayer`).
+        See docs/design/pipeline.md §5. Without the mesh only the joints' vertices are skinned (:class:`bidrn.body.SMPLXLayer`).
         """
         assert self._body_model is not None
         body_model = self._body_model.to(output.shape.device)

@@ -1,4 +1,4 @@
-"""Loaders for the paper's real datasets (architecture.md §11), each producing :class:`PersonRecord` samples.
+"""Real-dataset loaders (docs/design/data-formats.md §2), each producing :class:`PersonRecord` samples.
 
 Training: :class:`Human36M` (3D), :class:`COCOWholeBody` and :class:`MPII` (2D, with NeuralAnnot
 SMPL-X fits). Evaluation: :class:`EHF` and :class:`AGORA`. COCO-style files are indexed with

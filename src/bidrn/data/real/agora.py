@@ -1,4 +1,4 @@
-"""AGORA (architecture.md §11.5): synthetic photoreal scenes with camera-frame SMPL-X ground truth.
+"""AGORA (docs/design/data-formats.md §2.5): synthetic photoreal scenes with camera-frame SMPL-X ground truth.
 
 Layout under ``root`` (``AGORA/data``, as produced by Hand4Whole's AGORA tools)::
 

@@ -1,4 +1,4 @@
-"""COCO-WholeBody with NeuralAnnot SMPL-X fits (architecture.md §11.2), a 2D training set.
+"""COCO-WholeBody with NeuralAnnot SMPL-X fits (docs/design/data-formats.md §2.2), a 2D training set.
 
 Layout under ``root`` (the ``MSCOCO`` folder)::
 

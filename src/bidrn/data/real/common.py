@@ -184,7 +184,7 @@ class NeuralAnnotFit:
 def parse_smplx_param(
     raw: dict[str, Any], path: Path, context: str, problems: Problems, with_camera: bool = True
 ) -> NeuralAnnotFit | None:
-    """Turn a NeuralAnnot entry into parameters and validity masks (architecture.md §6, §11.2).
+    """Turn a NeuralAnnot entry into parameters and validity masks (docs/design/data-formats.md §2.2).
 
     Missing hand (``lhand_pose``/``rhand_pose``) or face (``jaw_pose``/``expr``) parameters, or
     ``*_valid`` flags that are false, zero those parts: their rotations, their supervision joints

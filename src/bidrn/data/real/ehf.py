@@ -1,4 +1,4 @@
-"""EHF (architecture.md §11.4): 100 test frames with ground-truth SMPL-X meshes.
+"""EHF (docs/design/data-formats.md §2.4): 100 test frames with ground-truth SMPL-X meshes.
 
 Layout under ``root`` (the ``EHF`` folder)::
 
@@ -8,7 +8,7 @@ Layout under ``root`` (the ``EHF`` folder)::
     data/01_align.ply    ground-truth mesh of frame 01 (prefix before the first "_")
 
 Samples carry no joint targets but ``targets["smplx_mesh_cam"]``: :meth:`EHF.gt_mesh`, the
-ground-truth vertices rotated into the camera frame with the fixed rotation of architecture.md §8
+ground-truth vertices rotated into the camera frame with the fixed rotation of docs/design/pipeline.md §8.2
 (:data:`EHF_MESH_ROTATION`).
 """
 
@@ -34,7 +34,7 @@ from bidrn.data.sample import PersonRecord, empty_joints
 from bidrn.errors import InputFileError, one_line, require_regular_file
 
 EHF_MESH_ROTATION = geometry.axis_angle_to_matrix(np.array([-2.98747896, 0.01172457, -0.05704687]))
-"""Rotation taking EHF's ``*_align.ply`` meshes into the camera frame (architecture.md §8)."""
+"""Rotation taking EHF's ``*_align.ply`` meshes into the camera frame (docs/design/pipeline.md §8.2)."""
 
 
 def read_ply_vertices(path: Path) -> np.ndarray:

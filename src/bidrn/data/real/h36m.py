@@ -1,4 +1,4 @@
-"""Human3.6M with NeuralAnnot SMPL-X fits (architecture.md §11.1), the paper's 3D training set.
+"""Human3.6M with NeuralAnnot SMPL-X fits (docs/design/data-formats.md §2.1), the paper's 3D training set.
 
 Layout under ``root`` (the ``Human36M`` folder)::
 
@@ -51,7 +51,7 @@ H36M_JOINT_NAMES: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class H36MSplit:
-    """Which subjects, frames and cameras a split uses (architecture.md §7)."""
+    """Which subjects, frames and cameras a split uses (docs/design/pipeline.md §7.2)."""
 
     subjects: tuple[int, ...]
     frame_stride: int

@@ -1,4 +1,4 @@
-"""MPII with NeuralAnnot SMPL-X fits (architecture.md §11.3), a 2D training set.
+"""MPII with NeuralAnnot SMPL-X fits (docs/design/data-formats.md §2.3), a 2D training set.
 
 Layout under ``root`` (the ``MPII`` folder)::
 

@@ -20,7 +20,7 @@ it), hip z > 0: abduction; spine/neck x > 0: bend forward; shoulder z: raise (-1
 
 Hands are posed from per-finger curl (0 = flat, 1 = fist) and a spread angle drawn from grasp
 archetypes (open, relaxed, fist, point, pinch); the stored hand pose is the offset from the
-model's mean hand (``flat_hand_mean=False``, architecture.md §3.1).
+model's mean hand (``flat_hand_mean=False``, docs/design/body-model.md §2).
 """
 
 from __future__ import annotations
