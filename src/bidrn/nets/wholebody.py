@@ -313,7 +313,8 @@ class WholeBodyNet(nn.Module):
     def _add_mesh(self, output: WholeBodyOutput, with_mesh: bool) -> None:
         """Body model -> ``joint_cam``, ``joint_proj`` and, ``with_mesh``, ``mesh_cam``.
 
-        See docs/design/pipeline.md §5. Without the mesh only the joints' vertices are skinned (:class:`bidrn.body.SMPLXLayer`).
+        See docs/design/pipeline.md §5. Without the mesh only the joints' vertices are skinned
+        (:class:`bidrn.body.SMPLXLayer`).
         """
         assert self._body_model is not None
         body_model = self._body_model.to(output.shape.device)
