@@ -134,7 +134,7 @@ class LocalConvResidual(nn.Module):
         a = self.preactivation(x)
         if self.rprelus is None:
             return self.bn(self.convs[0](a))
-        if self.convs[0].method.activation.input_only:
+        if self.training and self.convs[0].method.activation.input_only:
             return self.bn(self._branches_at_once(a))
         return self.bn(self._branch_by_branch(a))
 
@@ -156,7 +156,9 @@ class LocalConvResidual(nn.Module):
         tensor (Fusion Down's branches read channel groups of it): ``a`` is binarized once, the k
         branch weights are stacked into one (grouped, for Fusion Down) convolution, their RPReLUs into
         one with stacked parameters, and the residual is broadcast over the branches. For training,
-        that is a quarter of the operations of the branch-by-branch loop on a four-branch unit.
+        that is a quarter of the operations of the branch-by-branch loop on a four-branch unit. In
+        eval mode the loop runs instead, so that every binary conv is seen as itself by forward hooks
+        (complexity counting) and by freezing.
         """
         first = self.convs[0]
         weight = torch.cat([conv.quantized_weight() for conv in self.convs])
