@@ -162,13 +162,11 @@ class LocalConvResidual(nn.Module):
         """
         first = self.convs[0]
         weight = torch.cat([conv.quantized_weight() for conv in self.convs])
-        groups = self.branches if self.form == "fusion_down" else 1
         if self.form == "fusion_down":  # per group: a quantizer may scale by statistics of its input
-            quantized = torch.cat(
-                [first.quantize_input(part) for part in a.chunk(self.branches, dim=1)], dim=1
-            )
+            parts, groups = a.chunk(self.branches, dim=1), self.branches
         else:
-            quantized = first.quantize_input(a)
+            parts, groups = (a,), 1
+        quantized = torch.cat([first.quantize_input(part) for part in parts], dim=1)
         y = F.conv2d(quantized, weight, None, first.stride, first.padding, first.dilation, groups)
         for attribute in ("output_scale", "bias"):
             if getattr(first, attribute) is not None:

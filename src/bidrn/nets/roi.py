@@ -75,8 +75,8 @@ def roi_align(
     box_h = (boxes[:, 3] - y1).clamp_min(1.0)
     if sampling_ratio is None:
         ratios = torch.cat((box_h / out_h, box_w / out_w))
-        ratios = ratios[torch.isfinite(ratios)]  # a non-finite box samples nothing (zeros), at any ratio
-        largest = max(float(ratios.max()), 1.0) if len(ratios) else 1.0
+        # a non-finite box samples nothing (zeros) at any ratio, so it must not set the batch's ratio
+        largest = max(float(torch.nan_to_num(ratios, nan=1.0, posinf=1.0).max()), 1.0)
         sampling_ratio = min(math.ceil(largest), MAX_ADAPTIVE_SAMPLING)
     steps_x = (
         torch.arange(out_w * sampling_ratio, device=images.device, dtype=images.dtype) + 0.5
