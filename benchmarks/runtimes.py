@@ -102,8 +102,10 @@ def export_onnx(model: torch.nn.Module, images: torch.Tensor, path: Path) -> Pat
     if not path.is_file():
         log(f"exporting Hand4Whole to {path} ...")
         started = time.perf_counter()
+        # The wrapper must be in eval mode: export puts back the wrapper's own mode afterwards,
+        # recursively, and a fresh module is in training mode (BatchNorm on batch statistics).
         torch.onnx.export(
-            Hand4WholeOutputs(model), (images[:1],), str(path), dynamo=False, opset_version=17,
+            Hand4WholeOutputs(model).eval(), (images[:1],), str(path), dynamo=False, opset_version=17,
             input_names=["images"], dynamic_axes={"images": {0: "batch"}},
         )  # fmt: skip
         log(f"exported in {time.perf_counter() - started:.0f} s")
