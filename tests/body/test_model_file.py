@@ -169,3 +169,32 @@ def test_official_side_files_supply_part_tables(tmp_path, arrays):
     layer = load_body_model(path)
     assert np.array_equal(layer.lhand_vertex_ids, left) and np.array_equal(layer.rhand_vertex_ids, right)
     assert layer.face_vertex_ids.shape == (5023,) and layer.face_vertex_ids[0] == 3000
+
+
+@pytest.mark.parametrize("nonzero_at", [None, 0, 3_000_000])
+def test_npy_members_read_back_exactly_in_chunks(tmp_path, nonzero_at):
+    """Arrays are read in 4 MiB pieces and allocated at their first non-zero byte: values must
+    survive that, whether the array is all zeros (np.zeros, never made resident), starts non-zero,
+    or is non-zero only after several all-zero pieces."""
+    from bidrn.body.model_file import READ_CHUNK_BYTES, read_npz
+
+    values = np.zeros((1000, 3, 1200), dtype=np.float32)  # 14.4 MB: several pieces
+    assert values.nbytes > 3 * READ_CHUNK_BYTES
+    if nonzero_at is not None:
+        values.reshape(-1)[nonzero_at] = 2.5
+        values.reshape(-1)[-1] = -1.0
+    path = tmp_path / "a.npz"
+    np.savez_compressed(path, posedirs=values, other=np.arange(7.0))
+    read = read_npz(path)
+    np.testing.assert_array_equal(read["posedirs"], values)
+    np.testing.assert_array_equal(read["other"], np.arange(7.0))
+    assert read["posedirs"].dtype == np.float32 and read["posedirs"].flags.writeable
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_values_are_found_anywhere(tmp_path, arrays, bad):
+    vertices = arrays["v_template"].astype(np.float32).copy()
+    vertices[-1, 2] = bad
+    path = tmp_path / "SMPLX_NEUTRAL.npz"
+    np.savez(path, **{**arrays, "v_template": vertices})
+    _expect_error(path, "'v_template'", "NaN or infinite")

@@ -1,5 +1,8 @@
 """bidrn.deploy.load_model: one loader for frozen files and training checkpoints."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch.nn.modules.module import register_module_parameter_registration_hook
@@ -45,6 +48,22 @@ def test_loading_a_frozen_file_never_materialises_latent_weights(files):
     tensors = [*model.parameters(), *model.buffers()]
     assert all(t.device.type == "cpu" for t in tensors)
     assert not any(isinstance(module, BinaryLayer) for module in model.modules())
+
+
+def test_loading_a_frozen_file_runs_no_initialisation(files):
+    """Random init on the meta device runs torch's reference decompositions, which import
+    torch._dynamo and sympy (+80 MB resident, seconds): the skeleton must skip it. Checked in a
+    fresh interpreter, since other tests may have imported them already."""
+    _, _, frozen_file = files
+    script = (
+        "import sys, torch\n"
+        "from bidrn.deploy import load_model\n"
+        f"load_model({str(frozen_file)!r})\n"
+        "print(sorted(m for m in ('sympy', 'torch._dynamo') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_load_model_runs_checkpoints_as_asked_and_frozen_files_frozen(files):

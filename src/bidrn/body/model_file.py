@@ -52,6 +52,8 @@ MIN_SHAPE_COLUMNS = 20
 """Fewest shape-space columns a file may have: 10 shape + 10 expression directions (v1.0 layout)."""
 MAX_ARRAY_BYTES = 2**30
 """Largest array a model file may hold (1 GiB; the official SMPL-X v1.1 ``posedirs`` is 122 MB)."""
+READ_CHUNK_BYTES = 1 << 22
+"""Arrays are read in pieces of this size (4 MiB)."""
 
 REQUIRED_KEYS = (
     "v_template",
@@ -317,17 +319,24 @@ def read_npy(handle: IO[bytes], available: int, path: str | Path, key: str) -> n
             path,
             f"key '{key}' claims shape {tuple(shape)} ({claimed} bytes) but holds at most {available} bytes",
         )
-    data = bytearray(claimed)
-    view, filled = memoryview(data), 0
+    # Read in chunks and allocate the array only at its first non-zero byte: an all-zero array (the
+    # stand-in's 80 MB of pose correctives) becomes np.zeros, whose pages are never made resident.
+    chunk = bytearray(min(claimed, READ_CHUNK_BYTES))
+    data: bytearray | None = None
+    filled = 0
     try:
-        while filled < claimed and (got := handle.readinto(view[filled:])):
+        while filled < claimed and (got := handle.readinto(memoryview(chunk)[: claimed - filled])):
+            if data is None and chunk.count(0, 0, got) != got:
+                data = bytearray(claimed)
+            if data is not None:
+                data[filled : filled + got] = memoryview(chunk)[:got]
             filled += got
         handle.read(1)  # reach the member's end, where zipfile checks its CRC
     except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as exc:
         raise InputFileError(path, f"key '{key}' is truncated or corrupt ({one_line(exc)})") from None
     if filled != claimed:
         raise InputFileError(path, f"key '{key}' is truncated ({filled} of {claimed} bytes)")
-    array = np.frombuffer(data, dtype=dtype)
+    array = np.frombuffer(data, dtype=dtype) if data is not None else np.zeros(count, dtype=dtype)
     if fortran_order:
         return array.reshape(shape[::-1]).transpose()
     return array.reshape(shape)
@@ -374,7 +383,7 @@ def _array(values: dict[str, Any], key: str, path: str, ndim: int, kind: str = "
         )
     if value.ndim != ndim:
         raise InputFileError(path, f"key '{key}' has shape {value.shape}, expected {ndim} dimensions")
-    if kind == "f" and not np.all(np.isfinite(value)):
+    if kind == "f" and value.size and not (np.isfinite(value.min()) and np.isfinite(value.max())):
         raise InputFileError(path, f"key '{key}' contains NaN or infinite values")
     return value
 

@@ -34,8 +34,13 @@ def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
 
 
 def init_head_weights(module: nn.Module) -> None:
-    """Hand4Whole's head init: conv weights N(0, 0.001), Linear N(0, 0.01), biases 0, BN γ = 1, β = 0."""
+    """Hand4Whole's head init: conv weights N(0, 0.001), Linear N(0, 0.01), biases 0, BN γ = 1, β = 0.
+
+    Meta-device tensors are skipped, as in :func:`bidrn.nets.resnet.init_resnet_weights`.
+    """
     for child in module.modules():
+        if any(p.is_meta for p in child.parameters(recurse=False)):
+            continue
         if isinstance(child, (nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.normal_(child.weight, std=0.001)
             if child.bias is not None:
@@ -56,6 +61,8 @@ def init_rotation_bias(layer: nn.Linear, rotation6d: tuple[float, ...]) -> None:
     which Gram–Schmidt turns into uniformly random rotations; starting at the rest pose (and the root
     at an upright body facing the camera) spares the network from unlearning that noise.
     """
+    if layer.bias.is_meta:
+        return  # a skeleton that loading fills (see init_head_weights)
     with torch.no_grad():
         layer.bias.copy_(torch.tensor(rotation6d).repeat(layer.out_features // 6))
 

@@ -163,8 +163,14 @@ class Bottleneck(nn.Module):
 
 
 def init_resnet_weights(module: nn.Module) -> None:
-    """Torchvision's ResNet init: Kaiming-normal (fan-out) convs, BatchNorm γ = 1, β = 0."""
+    """Torchvision's ResNet init: Kaiming-normal (fan-out) convs, BatchNorm γ = 1, β = 0.
+
+    Tensors on the meta device (a skeleton that loading fills) are left alone: random init there
+    runs torch's reference decompositions, which import torch._dynamo (+80 MB, seconds).
+    """
     for child in module.modules():
+        if any(p.is_meta for p in child.parameters(recurse=False)):
+            continue
         if isinstance(child, nn.Conv2d):
             nn.init.kaiming_normal_(child.weight, mode="fan_out", nonlinearity="relu")
         elif isinstance(child, nn.BatchNorm2d):
