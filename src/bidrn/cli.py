@@ -95,10 +95,10 @@ def sleep_idle_openmp_threads() -> None:
 
     torch's OpenMP threads spin after every parallel region by default. On a machine whose cores
     other processes also use, the spinning threads take the cores the work needs: the paper-size
-    frozen BiDRN took 2.8 s at 2 threads against 0.45 s at 1 thread there, and 0.45 s at 2 threads
-    with ``PASSIVE``, which costs nothing measurable on an idle machine (docs/deployment.md).
-    The runtime reads the variable when torch loads it, so this runs before any command imports
-    torch.
+    frozen BiDRN took up to 2.8 s at 2 threads against about 0.4 s at 1 thread there, and 0.45 s
+    at 2 threads with ``PASSIVE``, which costs nothing measurable on an idle machine
+    (docs/deployment.md). The runtime reads the variable when torch loads it, so this runs before
+    any command imports torch.
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
