@@ -1,6 +1,7 @@
 """Crash safety: a run killed inside a checkpoint save resumes exactly or is refused, never silently
 different; SIGINT/SIGTERM finish the step, write a checkpoint and stop with exit status 130."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -20,13 +21,27 @@ REPO = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=f"{REPO / 'src'}{os.pathsep}{REPO}")
 
 
+@contextlib.contextmanager
+def one_thread():
+    """Train as the killed worker does (``OMP_NUM_THREADS=1``): results are compared bit for bit,
+    and sums over several threads are reduced in another order."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     trainer = tiny_trainer(tmp_path_factory.mktemp("reference"), "run", checkpoint_every_steps=1)
-    trainer.fit()
+    with one_thread():
+        trainer.fit()
     return trainer.model.state_dict()
 
 
+@one_thread()
 def _resume_and_finish(run_dir: Path) -> dict[str, torch.Tensor] | None:
     """Weights after resuming the killed run and training to the end; None if resuming was refused."""
     trainer = tiny_trainer(run_dir, "run", seed_model=99, checkpoint_every_steps=1)
@@ -88,12 +103,13 @@ def test_stop_request_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path
         return {}
 
     trainer.extra_terms = stop_after_step_six
-    with pytest.raises(TrainingInterruptedError, match="after step 6"):
+    with one_thread(), pytest.raises(TrainingInterruptedError, match="after step 6"):
         trainer.fit()
     resumed = tiny_trainer(tmp_path, "run", seed_model=99, checkpoint_every_steps=1)
     resumed.resume(tmp_path / "run" / "checkpoints" / "last")
     assert resumed.global_step == 6
-    resumed.fit()
+    with one_thread():
+        resumed.fit()
     for name, value in reference.items():
         assert torch.equal(value, resumed.model.state_dict()[name]), name
 
