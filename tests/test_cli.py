@@ -29,6 +29,14 @@ def test_commands_let_idle_openmp_threads_sleep_unless_told_otherwise(monkeypatc
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
 
 
+@pytest.mark.parametrize("command", sorted(cli.TRAINING_COMMANDS))
+def test_training_commands_keep_openmp_spinning(monkeypatch, command):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    assert "OMP_WAIT_POLICY" not in os.environ
+
+
 def test_the_cli_module_loads_without_torch():
     """The wait policy only works if it is set before torch loads its OpenMP runtime."""
     script = "import sys; import bidrn.cli; print('torch' in sys.modules)"

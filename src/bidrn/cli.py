@@ -90,24 +90,30 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def sleep_idle_openmp_threads() -> None:
+TRAINING_COMMANDS = frozenset({"train", "experiment"})
+"""Commands that keep OpenMP's default (spinning) wait policy; see :func:`sleep_idle_openmp_threads`."""
+
+
+def sleep_idle_openmp_threads(command: str | None) -> None:
     """Let idle OpenMP threads sleep rather than spin, unless ``OMP_WAIT_POLICY`` is already set.
 
     torch's OpenMP threads spin after every parallel region by default. On a machine whose cores
     other processes also use, the spinning threads take the cores the work needs: the paper-size
     frozen BiDRN took up to 2.8 s at 2 threads against about 0.4 s at 1 thread there, and 0.45 s
-    at 2 threads with ``PASSIVE``, which costs nothing measurable on an idle machine
-    (docs/deployment.md). The runtime reads the variable when torch loads it, so this runs before
-    any command imports torch.
+    at 2 threads with ``PASSIVE``, which costs inference nothing measurable on an idle machine
+    (docs/deployment.md). Training steps are many short regions, where sleeping costs 9-12 % at 2
+    threads, so the training commands (:data:`TRAINING_COMMANDS`) keep the default. The runtime
+    reads the variable when torch loads it, so this runs before any command imports torch.
     """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if command not in TRAINING_COMMANDS:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bidrn`` console script."""
-    sleep_idle_openmp_threads()
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
+    sleep_idle_openmp_threads(command)
     parser = build_parser(only=command if command in COMMANDS else None)
     args = parser.parse_args(argv)
     if args.command is None:
