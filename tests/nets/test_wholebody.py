@@ -157,6 +157,17 @@ class RandomJointsBodyModel(nn.Module):
         return FakeSMPLXOutput(vertices=None, supervision_joints=self.joints.clone())
 
 
+def run_on_random_joints(model: nn.Module) -> tuple:
+    """The model's output on two random crops with :class:`RandomJointsBodyModel` attached, and its joints."""
+    body_model = RandomJointsBodyModel(batch=2)
+    model.attach_body_model(body_model)
+    try:
+        out = model(torch.rand(2, 3, 192, 128), with_mesh=False)
+    finally:
+        model.attach_body_model(None)
+    return out, body_model.joints
+
+
 def part_indices(prefixes: tuple[str, ...]) -> list[int]:
     return [i for i, name in enumerate(JOINT_NAMES) if name.startswith(prefixes)]
 
@@ -167,13 +178,7 @@ FINGERS = ("Thumb", "Index", "Middle", "Ring", "Pinky")
 def test_joint_cam_is_each_part_relative_to_its_own_root(model):
     """docs/design/pipeline.md §5.8: body pelvis-relative, each hand relative to its own wrist, face
     neck-relative, in the order body 25 | left hand 20 | right hand 20 | face 72, found here by name."""
-    body_model = RandomJointsBodyModel(batch=2)
-    model.attach_body_model(body_model)
-    try:
-        out = model(torch.rand(2, 3, 192, 128), with_mesh=False)
-    finally:
-        model.attach_body_model(None)
-    joints = body_model.joints
+    out, joints = run_on_random_joints(model)
     left = part_indices(tuple(f"L_{finger}" for finger in FINGERS))
     right = part_indices(tuple(f"R_{finger}" for finger in FINGERS))
     face = part_indices(("Face_",))
@@ -222,13 +227,8 @@ def test_camera_depth_is_k_sigmoid_gamma_with_the_focal_length():
 
 
 def test_network_joint_proj_projects_the_body_model_joints_with_cam_trans(model):
-    body_model = RandomJointsBodyModel(batch=2)
-    model.attach_body_model(body_model)
-    try:
-        out = model(torch.rand(2, 3, 192, 128), with_mesh=False)
-    finally:
-        model.attach_body_model(None)
-    expected = pinhole(body_model.joints + out.cam_trans[:, None], model.body_heatmap)
+    out, joints = run_on_random_joints(model)
+    expected = pinhole(joints + out.cam_trans[:, None], model.body_heatmap)
     torch.testing.assert_close(out.joint_proj, expected, rtol=1e-4, atol=1e-4)
 
 
