@@ -273,8 +273,9 @@ def benchmark_setting(
     }
     log("checking numerical agreement ...")
     with torch.no_grad():
-        names = list(hand4whole(images).as_dict())  # output order of every runtime
-        reference = as_arrays(hand4whole(images))
+        output = hand4whole(images)
+        names = list(output.as_dict())  # output order of every runtime
+        reference = as_arrays(output)
         reference_bidrn = as_arrays(simulated(images)) if simulated is not None else None
         errors = {}
         for name, (function, kind) in contenders.items():
