@@ -11,8 +11,9 @@ of the ground truth swapped in (oracles):
 * **with true body pose**: the model's root orientation, the true body articulation;
 
 and prints their MPVPE-all next to the model's own. It also prints the root orientation's geodesic
-error, how many people face away from the camera in the truth and in the predictions (the body's
-forward axis pointing away), the correlation of true and predicted facing angles, and the
+error, how many people face away from the camera and how many of them the model turns too
+(counted as ``bidrn eval --baseline`` does), the correlation of true and predicted facing angles
+(the yaw of the root's forward axis), and the
 PositionNet's 2-D body-joint error in heatmap cells against the best constant (every joint at its
 mean position over the split).
 """
@@ -28,12 +29,16 @@ from torch.utils.data import DataLoader
 from bidrn.body import load_body_model
 from bidrn.body.rotations import axis_angle_to_matrix
 from bidrn.deploy.loading import load_model
+from bidrn.engine.baselines import facing_away, parameter_meshes
 from bidrn.engine.datasets import open_dataset
 from bidrn.engine.evaluation import ground_truth_mesh
+from bidrn.engine.losses import predicted_pose
 from bidrn.engine.metrics import mesh_topology, whole_body_errors
 from bidrn.engine.resolution import fit_to_model
 
 BODY_JOINTS = 25
+ROOT, BODY = slice(0, 3), slice(3, 66)
+"""The root orientation and the body articulation in the 159-value pose."""
 
 
 def geodesic_degrees(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -48,12 +53,11 @@ def facing_degrees(rotation: torch.Tensor) -> torch.Tensor:
     return torch.rad2deg(torch.atan2(forward[:, 0], -forward[:, 2]))
 
 
-def reposed(body_model, out, root: torch.Tensor, body: torch.Tensor) -> torch.Tensor:
-    """The model's prediction ``out`` with its root orientation and body articulation replaced."""
-    return body_model(
-        global_orient=root, body_pose=body, betas=out.shape, left_hand_pose=out.lhand_pose,
-        right_hand_pose=out.rhand_pose, jaw_pose=out.jaw_pose, expression=out.expr, with_vertices=True,
-    ).vertices  # fmt: skip
+def with_parts_of_the_truth(out, true_pose: torch.Tensor, parts: slice) -> torch.Tensor:
+    """The model's 159-value pose (``out``) with ``parts`` of it taken from ``true_pose``."""
+    pose = predicted_pose(out).clone()
+    pose[:, parts] = true_pose[:, parts]
+    return pose
 
 
 @torch.no_grad()
@@ -71,18 +75,20 @@ def error_sources(checkpoint: str, data: str, batch_size: int) -> dict[str, floa
     for batch in DataLoader(dataset, batch_size=batch_size):
         out, targets = model(batch["inputs"]["img"]), batch["targets"]
         truth = ground_truth_mesh(targets, batch["meta_info"], body_model)
-        true_root, true_body = targets["smplx_pose"][:, :3], targets["smplx_pose"][:, 3:66]
-
-        with_true_root = reposed(body_model, out, true_root, out.body_pose)
-        with_true_body = reposed(body_model, out, out.root_pose, true_body)
+        true_pose = targets["smplx_pose"].float()
         add("model", whole_body_errors(out.mesh_cam, truth, topology)["mpvpe_all"])
-        add("true_root", whole_body_errors(with_true_root, truth, topology)["mpvpe_all"])
-        add("true_body", whole_body_errors(with_true_body, truth, topology)["mpvpe_all"])
+        for name, parts in (("true_root", ROOT), ("true_body", BODY)):
+            pose = with_parts_of_the_truth(out, true_pose, parts)
+            meshes = parameter_meshes(body_model, pose, out.shape, out.expr)
+            add(name, whole_body_errors(meshes, truth, topology)["mpvpe_all"])
         predicted_rotation = axis_angle_to_matrix(out.root_pose)
-        true_rotation = axis_angle_to_matrix(true_root)
+        true_rotation = axis_angle_to_matrix(true_pose[:, ROOT])
         add("root_error", geodesic_degrees(predicted_rotation, true_rotation))
         add("facing_true", facing_degrees(true_rotation))
         add("facing_predicted", facing_degrees(predicted_rotation))
+        away = torch.as_tensor(facing_away(truth.double(), topology))
+        add("away_true", away)
+        add("away_predicted_too", away & torch.as_tensor(facing_away(out.mesh_cam.double(), topology)))
         joints = targets["joint_img"][:, :BODY_JOINTS, :2]
         add("joints_2d", (out.joint_img[:, :BODY_JOINTS, :2] - joints).norm(dim=-1).mean(dim=1))
         true_joints.append(joints)
@@ -95,8 +101,8 @@ def error_sources(checkpoint: str, data: str, batch_size: int) -> dict[str, floa
         "mpvpe_all_with_true_root": arrays["true_root"].mean(),
         "mpvpe_all_with_true_body_pose": arrays["true_body"].mean(),
         "root_error_median_deg": float(np.median(arrays["root_error"])),
-        "facing_away_true": float((np.abs(arrays["facing_true"]) > 90).sum()),
-        "facing_away_predicted": float((np.abs(arrays["facing_predicted"]) > 90).sum()),
+        "facing_away_true": arrays["away_true"].sum(),
+        "facing_away_predicted_too": arrays["away_predicted_too"].sum(),
         "facing_correlation": float(np.corrcoef(arrays["facing_true"], arrays["facing_predicted"])[0, 1]),
         "joints_2d_error_cells": arrays["joints_2d"].mean(),
         "joints_2d_constant_cells": float(constant.mean()),
