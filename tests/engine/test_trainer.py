@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from bidrn.engine.checkpoint import load_checkpoint, save_checkpoint
 from bidrn.engine.distributed import DistributedContext
-from bidrn.engine.trainer import TrainConfig, Trainer
+from bidrn.engine.trainer import TrainConfig, Trainer, channels_last_is_safe
 from bidrn.engine.training_log import read_log
 from bidrn.errors import BidrnError
 from tests.engine.standins import TinyDataset, TinyModel, no_schedule, tiny_loss
@@ -118,6 +118,30 @@ def test_gradient_clipping_bounds_the_update(tmp_path):
     moments = clipped.optimizer.state[clipped.model.head.weight]["exp_avg"]
     assert moments.abs().max() <= 1e-9
     assert not torch.equal(before["head.weight"], clipped.model.head.weight)
+
+
+def test_channels_last_training_keeps_the_layout_and_the_numbers(tmp_path):
+    channels_last = tiny_trainer(tmp_path, "channels-last", epochs=1)
+    assert channels_last.model.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    channels_last.fit()
+    nchw = tiny_trainer(tmp_path, "nchw", epochs=1, channels_last=False)  # seeds the RNG as the first did
+    assert not nchw.model.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    nchw.fit()
+    assert channels_last.model.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    for name, value in nchw.model.state_dict().items():
+        torch.testing.assert_close(channels_last.model.state_dict()[name], value, rtol=1e-5, atol=1e-6)
+
+
+def test_channels_last_is_refused_where_onednn_computes_wrong_gradients():
+    # oneDNN#6035: a strided 1x1 conv with fewer input channels than the ISA's channel block
+    # (8 on AVX2, 16 on AVX-512) gets wrong weight gradients in channels-last.
+    def net(*convs):
+        return torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3), *convs)
+
+    assert channels_last_is_safe(net(torch.nn.Conv2d(16, 32, 1, stride=2)))
+    assert channels_last_is_safe(net(torch.nn.Conv2d(4, 8, 1, stride=1), torch.nn.Conv2d(4, 8, 3, stride=2)))
+    assert not channels_last_is_safe(net(torch.nn.Conv2d(4, 8, 1, stride=2)))
+    assert not channels_last_is_safe(net(torch.nn.Conv2d(32, 32, 1, stride=2, groups=4)))
 
 
 def test_too_small_dataset_is_a_user_error(tmp_path):

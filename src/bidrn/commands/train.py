@@ -94,6 +94,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--distill-weight", type=float, default=1.0, help="weight of every distillation term")
     parser.add_argument("--no-amp", action="store_true", help="full precision on GPU (AMP is off on CPU)")
     parser.add_argument(
+        "--no-channels-last",
+        action="store_true",
+        help="keep weights and images in the NCHW layout (default: channels-last, faster convolutions)",
+    )
+    parser.add_argument(
         "--no-augmentation",
         action="store_true",
         help="train on the crops as evaluation sees them (no scale/rotation/flip/colour jitter)",
@@ -173,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
         warmup_steps=args.warmup_steps,
         grad_clip_norm=args.grad_clip,
         amp=not args.no_amp,
+        channels_last=not args.no_channels_last,
         seed=args.seed,
         num_workers=args.workers,
         log_every_steps=args.log_every,

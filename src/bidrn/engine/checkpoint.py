@@ -127,6 +127,14 @@ def optimizer_from_files(
     for index, scalars in document.get("scalars", {}).items():
         state.setdefault(int(index), {}).update(scalars)
     optimizer.load_state_dict({"state": state, "param_groups": document["param_groups"]})
+    # Files hold contiguous tensors; moments take their parameter's memory layout back (channels-last
+    # training), so a resumed run computes exactly what an uninterrupted one would.
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            moments = optimizer.state.get(parameter, {})
+            for name, value in moments.items():
+                if isinstance(value, torch.Tensor) and value.shape == parameter.shape:
+                    moments[name] = torch.empty_like(parameter, dtype=value.dtype).copy_(value)
 
 
 def current_umask() -> int:
