@@ -2,8 +2,8 @@
 
 Usage::
 
-    python benchmarks/predict_speed.py                       # 50 images, synth-tiny-sized model
-    python benchmarks/predict_speed.py --checkpoint runs/synth-tiny/checkpoints/last
+    python benchmarks/predict_speed.py                       # 50 images, the bundled weights' size
+    python benchmarks/predict_speed.py --checkpoint runs/bidrn/checkpoints/last
     python benchmarks/predict_speed.py --size paper --images 12
 
 Both contenders are the same training checkpoint run through the real command (one fresh process
@@ -31,8 +31,8 @@ from PIL import Image
 
 from bidrn.engine.protocols import PROTOCOLS
 
-SIZES = {"tiny": dict(PROTOCOLS["synth-tiny"].model_overrides), "paper": {}}
-"""Model sizes: ``tiny`` is the synth-tiny protocol's (the bundled weights' size), ``paper`` the paper's."""
+SIZES = {"cpu": dict(PROTOCOLS["synth-cpu"].model_overrides), "paper": {}}
+"""Model sizes: ``cpu`` is the synth-cpu protocol's (the bundled weights' size), ``paper`` the paper's."""
 REPORT = re.compile(r"([0-9.]+) images/s overall, ([0-9.]+) crops/s through the model")
 
 
@@ -86,7 +86,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
+    parser.add_argument("--size", choices=sorted(SIZES), default="cpu")
     parser.add_argument(
         "--checkpoint", type=Path, default=None, help="training checkpoint (default: untrained)"
     )
