@@ -19,6 +19,7 @@ def test_the_benchmarks_folder_is_found():
 
 @pytest.mark.parametrize("script", BENCHMARKS, ids=lambda path: path.stem)
 def test_benchmark_script_starts(script):
-    completed = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120)
+    command = [sys.executable, str(script), "--help"]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert completed.stdout.startswith("usage:")
