@@ -79,10 +79,11 @@ class TrainConfig:
         amp: mixed precision on CUDA (bfloat16 where supported, else float16 with loss scaling);
             ignored on CPU.
         channels_last: train with 4-D weights and input images in the channels-last memory layout,
-            which oneDNN's CPU convolutions and CUDA's mixed-precision ones run faster (full-precision
-            Hand4Whole at the synth-cpu size: 1.3x images/s on 2 cores; binarized models: no change,
-            docs/training.md). The arithmetic is the same; sums may round in another order. Models
-            that would hit a oneDNN bug in that layout train in NCHW (:func:`channels_last_is_safe`).
+            which oneDNN's CPU convolutions run faster (full-precision Hand4Whole at the synth-cpu
+            size: 1.3x images/s on 2 cores; BiDRN: no change; docs/training.md) and which PyTorch
+            recommends for CUDA mixed precision. The arithmetic is the same; sums may round in
+            another order. Models that would hit a oneDNN bug in that layout train in NCHW
+            (:func:`channels_last_is_safe`).
         seed: seeds weights' RNG use, data order and augmentation.
         num_workers: DataLoader worker processes (0 = load in the training process).
         log_every_steps: steps between log records and progress-bar updates.
@@ -161,7 +162,8 @@ def default_collate_to(batch: Any, device: torch.device) -> Any:
 _ONEDNN_MIN_STRIDED_1X1_INPUTS = 16
 """oneDNN's x86 1×1 conv computes wrong weight gradients in the channels-last layout, and may
 corrupt the heap, when the conv is strided and has fewer input channels per group than its channel
-block (8 on AVX2, 16 on AVX-512): uxlfoundation/oneDNN#6035, measured here with torch 2.13."""
+block: uxlfoundation/oneDNN#6035. Measured with torch 2.13 on AVX2 (block 8): 2-7 input channels
+give wrong gradients, 8 and more right ones; 16 also covers AVX-512's block of 16."""
 
 
 def channels_last_is_safe(model: nn.Module) -> bool:
