@@ -28,7 +28,7 @@ from torch import nn
 import bidrn
 from bidrn.deploy import freeze
 from bidrn.deploy.fusion import FusedLocalConvResidual
-from bidrn.deploy.layers import PackedBinaryLayer
+from bidrn.deploy.layers import PackedBinaryConvTranspose2d, PackedBinaryLayer
 from bidrn.engine.protocols import PROTOCOLS
 
 SIZES = {"paper": {}, "cpu": dict(PROTOCOLS["synth-cpu"].model_overrides)}
@@ -59,7 +59,7 @@ def multiply_accumulates(layer: nn.Module, output: torch.Tensor) -> int:
         pixels = output.shape[0] * output.shape[2] * output.shape[3]
         return sum(pixels * conv.out_channels * kernel_taps(conv) * conv.in_channels for conv in layer.convs)
     in_channels = layer.in_channels if hasattr(layer, "in_channels") else layer.in_features
-    if isinstance(layer, nn.ConvTranspose2d):  # each input pixel meets every tap once
+    if isinstance(layer, (nn.ConvTranspose2d, PackedBinaryConvTranspose2d)):  # stride² output phases
         return output.numel() * in_channels * kernel_taps(layer) // (layer.stride[0] * layer.stride[1])
     groups = getattr(layer, "groups", 1)
     return output.numel() * kernel_taps(layer) * in_channels // groups
