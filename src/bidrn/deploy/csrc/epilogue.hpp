@@ -46,6 +46,18 @@ inline typename V::F pooled_residual(const RowPostOps& p, int64_t oh, int64_t ow
 
 // Which post-ops run. The common combinations are template arguments of epilogue_with (no branch per
 // vector); any other combination runs the kDynamic instantiation, which tests the runtime mask.
+// Fully unrolled loops over a tile's pixels keep its results in registers.
+#if defined(__clang__)
+#define BIDRN_UNROLL _Pragma("clang loop unroll(full)")
+#elif defined(__GNUC__)
+#define BIDRN_UNROLL _Pragma("GCC unroll 8")
+#else
+#define BIDRN_UNROLL
+#endif
+
+// Most pixels a kernel set passes to the epilogue at once.
+constexpr int kMaxTilePixels = 8;
+
 enum PostOpFlag : unsigned { kSlope = 1, kResidual = 2, kPool = 4, kScale = 8, kEarlier = 16, kClamp = 32, kDynamic = 64 };
 
 template <class V, unsigned Ops>
@@ -71,7 +83,13 @@ inline void epilogue_with(const ConvArgs& a, const RowPostOps& p, unsigned mask,
     const F slope = slope_on ? V::load_n(p.slope + oc, width) : V::set1(0.0f);
     const F post_scale = scale_on ? V::load_n(p.scale + oc, width) : V::set1(1.0f);
     const F post_shift = scale_on ? V::load_n(p.shift + oc, width) : V::set1(0.0f);
-    for (int i = 0; i < pixels; ++i) {
+    // Every load of the tile before its first store: the output often lies a multiple of 4 KiB
+    // away from the residual or accumulated tensor (same shapes, page-aligned), and a load behind a
+    // store with the same low 12 address bits waits for that store (4K aliasing; measured 2x on a
+    // unit's epilogue).
+    F results[kMaxTilePixels] = {};
+    BIDRN_UNROLL
+    for (int i = 0; i < kMaxTilePixels && i < pixels; ++i) {
       const F value = V::sub(full, V::load_int_n(lost + i * kOcChunk + c, width));
       F y = V::fmadd(value, multiplier, addend);
       if (slope_on) y = V::prelu(y, slope);
@@ -84,8 +102,10 @@ inline void epilogue_with(const ConvArgs& a, const RowPostOps& p, unsigned mask,
       if (scale_on) y = V::fmadd(y, post_scale, post_shift);
       if (earlier_on) y = V::add(y, V::load_n(p.earlier + (ow0 + i) * p.acc_stride_w + oc, width));
       if (clamp_on) y = V::min(V::max(y, lower), upper);
-      V::store_n(out_row + i * out_stride_w + oc, y, width);
+      results[i] = y;
     }
+    BIDRN_UNROLL
+    for (int i = 0; i < kMaxTilePixels && i < pixels; ++i) V::store_n(out_row + i * out_stride_w + oc, results[i], width);
   }
 }
 
