@@ -39,6 +39,7 @@ HEADERS = [
     "simd_avx512.hpp",
     "simd_neon.hpp",
     "thread_pool.hpp",
+    "tiles.hpp",
 ]
 
 

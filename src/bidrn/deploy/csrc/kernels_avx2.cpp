@@ -24,6 +24,7 @@
 #include "epilogue.hpp"
 #include "pack.hpp"
 #include "simd_avx2.hpp"
+#include "tiles.hpp"
 
 namespace bidrn {
 namespace {
@@ -114,36 +115,29 @@ std::vector<int64_t> step_offsets(const ConvArgs& a) {
 }
 
 void conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
-  const int64_t chunks = a.out_channels_padded / kOcChunk;
   const int64_t steps = a.kernel_h * a.kernel_w * a.words;
   const int64_t stride = a.pixel_words * kPlanes;
   const Interior rows = interior_rows(a), columns = interior_columns(a);
   const std::vector<int64_t> offsets = step_offsets(a);
   alignas(32) int32_t lost[kPixels * kOcChunk];
-  for (int64_t job = begin; job < end; ++job) {
-    const int64_t chunk = job % chunks, oh = (job / chunks) % a.out_h, n = job / (chunks * a.out_h);
-    const int64_t oc0 = chunk * kOcChunk;
-    if (oc0 >= a.out_channels) continue;
+  for_each_tile<kPixels>(a, begin, end, [&](int64_t n, int64_t oh, int64_t ow, int pixels, int64_t oc0) {
     const int64_t count = std::min<int64_t>(kOcChunk, a.out_channels - oc0);
     const int64_t blocks = (count + kOcBlock - 1) / kOcBlock;
     const uint64_t* row_base =
         a.packed + (n * a.buf_h + oh * a.stride_h + a.offset_h + a.buf_top) * a.buf_w * stride;
-    for (int64_t ow = 0; ow < a.out_w; ow += kPixels) {
-      const int pixels = static_cast<int>(std::min<int64_t>(kPixels, a.out_w - ow));
-      const uint64_t* pixel[kPixels];
-      for (int i = 0; i < kPixels; ++i) {
-        const int64_t x = ow + std::min(i, pixels - 1);  // a short tile repeats its last pixel
-        pixel[i] = row_base + (x * a.stride_w + a.offset_w + a.buf_left) * stride + kPlanes * a.word_offset;
-      }
-      for (int64_t b = 0; b < blocks; ++b)
-        block_popcounts(steps, pixel, offsets.data(), a.weights + (oc0 / kOcBlock + b) * steps * kOcBlock,
-                        lost + b * kOcBlock);
-      for (int i = 0; i < pixels; ++i)
-        if (!rows.contains(oh) || !columns.contains(ow + i))
-          correct_border(a, oh, ow + i, oc0, count, lost + i * kOcChunk);
-      epilogue<Avx2Vec>(a, n, oh, ow, pixels, oc0, lost);
+    const uint64_t* pixel[kPixels];
+    for (int i = 0; i < kPixels; ++i) {
+      const int64_t x = ow + std::min(i, pixels - 1);  // a short tile repeats its last pixel
+      pixel[i] = row_base + (x * a.stride_w + a.offset_w + a.buf_left) * stride + kPlanes * a.word_offset;
     }
-  }
+    for (int64_t b = 0; b < blocks; ++b)
+      block_popcounts(steps, pixel, offsets.data(), a.weights + (oc0 / kOcBlock + b) * steps * kOcBlock,
+                      lost + b * kOcBlock);
+    for (int i = 0; i < pixels; ++i)
+      if (!rows.contains(oh) || !columns.contains(ow + i))
+        correct_border(a, oh, ow + i, oc0, count, lost + i * kOcChunk);
+    epilogue<Avx2Vec>(a, n, oh, ow, pixels, oc0, lost);
+  });
 }
 
 }  // namespace

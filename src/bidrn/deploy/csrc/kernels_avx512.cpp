@@ -22,6 +22,7 @@
 #include "epilogue.hpp"
 #include "pack.hpp"
 #include "simd_avx512.hpp"
+#include "tiles.hpp"
 
 namespace bidrn {
 namespace {
@@ -71,24 +72,17 @@ inline void tile_popcounts(const ConvArgs& a, const uint64_t* row_base, int64_t 
 }
 
 void conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
-  const int64_t chunks = a.out_channels_padded / kOcChunk;
   const Interior rows = interior_rows(a), columns = interior_columns(a);
   alignas(64) int32_t lost[kPixels * kOcChunk];
-  for (int64_t job = begin; job < end; ++job) {
-    const int64_t chunk = job % chunks, oh = (job / chunks) % a.out_h, n = job / (chunks * a.out_h);
-    const int64_t oc0 = chunk * kOcChunk;
-    if (oc0 >= a.out_channels) continue;
+  for_each_tile<kPixels>(a, begin, end, [&](int64_t n, int64_t oh, int64_t ow, int pixels, int64_t oc0) {
     const uint64_t* row_base =
         a.packed + (n * a.buf_h + oh * a.stride_h + a.offset_h + a.buf_top) * a.buf_w * a.pixel_words;
-    for (int64_t ow = 0; ow < a.out_w; ow += kPixels) {
-      const int pixels = static_cast<int>(std::min<int64_t>(kPixels, a.out_w - ow));
-      tile_popcounts(a, row_base, ow, pixels, oc0, lost);
-      for (int i = 0; i < pixels; ++i)
-        if (!rows.contains(oh) || !columns.contains(ow + i))
-          correct_border(a, oh, ow + i, oc0, kOcChunk, lost + i * kOcChunk);
-      epilogue<Avx512Vec>(a, n, oh, ow, pixels, oc0, lost);
-    }
-  }
+    tile_popcounts(a, row_base, ow, pixels, oc0, lost);
+    for (int i = 0; i < pixels; ++i)
+      if (!rows.contains(oh) || !columns.contains(ow + i))
+        correct_border(a, oh, ow + i, oc0, kOcChunk, lost + i * kOcChunk);
+    epilogue<Avx512Vec>(a, n, oh, ow, pixels, oc0, lost);
+  });
 }
 
 }  // namespace

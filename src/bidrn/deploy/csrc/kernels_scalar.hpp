@@ -8,40 +8,34 @@
 #include "bitconv.hpp"
 #include "epilogue.hpp"
 #include "simd_scalar.hpp"
+#include "tiles.hpp"
 
 namespace bidrn {
 namespace {
 
 // One output pixel at a time, all 32 channels of the job: popcounts, then the shared epilogue.
 void scalar_conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
-  const int64_t chunks = a.out_channels_padded / kOcChunk;
   const int64_t taps = a.kernel_h * a.kernel_w;
   const Interior rows = interior_rows(a), columns = interior_columns(a);
   int32_t lost[kOcChunk];
-  for (int64_t job = begin; job < end; ++job) {
-    const int64_t chunk = job % chunks, oh = (job / chunks) % a.out_h, n = job / (chunks * a.out_h);
-    const int64_t oc0 = chunk * kOcChunk;
-    if (oc0 >= a.out_channels) continue;
+  for_each_tile<1>(a, begin, end, [&](int64_t n, int64_t oh, int64_t ow, int, int64_t oc0) {
     const uint64_t* row_base = a.packed + (n * a.buf_h + oh * a.stride_h + a.offset_h + a.buf_top) * a.buf_w * a.pixel_words;
-    for (int64_t ow = 0; ow < a.out_w; ++ow) {
-      const uint64_t* pixel =
-          row_base + (ow * a.stride_w + a.offset_w + a.buf_left) * a.pixel_words + a.word_offset;
-      std::memset(lost, 0, sizeof(lost));
-      for (int64_t kh = 0; kh < a.kernel_h; ++kh)
-        for (int64_t kw = 0; kw < a.kernel_w; ++kw) {
-          const int64_t t = kh * a.kernel_w + kw;
-          const uint64_t* act = pixel + (kh * a.dilation_h * a.buf_w + kw * a.dilation_w) * a.pixel_words;
-          for (int64_t b = 0; b < kOcChunk / kOcBlock; ++b) {
-            const uint64_t* w = a.weights + (((oc0 / kOcBlock + b) * taps + t) * a.words) * kOcBlock;
-            for (int64_t j = 0; j < a.words; ++j)
-              for (int64_t k = 0; k < kOcBlock; ++k)
-                lost[b * kOcBlock + k] += 2 * __builtin_popcountll(act[j] ^ w[j * kOcBlock + k]);
-          }
+    const uint64_t* pixel = row_base + (ow * a.stride_w + a.offset_w + a.buf_left) * a.pixel_words + a.word_offset;
+    std::memset(lost, 0, sizeof(lost));
+    for (int64_t kh = 0; kh < a.kernel_h; ++kh)
+      for (int64_t kw = 0; kw < a.kernel_w; ++kw) {
+        const int64_t t = kh * a.kernel_w + kw;
+        const uint64_t* act = pixel + (kh * a.dilation_h * a.buf_w + kw * a.dilation_w) * a.pixel_words;
+        for (int64_t b = 0; b < kOcChunk / kOcBlock; ++b) {
+          const uint64_t* w = a.weights + (((oc0 / kOcBlock + b) * taps + t) * a.words) * kOcBlock;
+          for (int64_t j = 0; j < a.words; ++j)
+            for (int64_t k = 0; k < kOcBlock; ++k)
+              lost[b * kOcBlock + k] += 2 * __builtin_popcountll(act[j] ^ w[j * kOcBlock + k]);
         }
-      if (!rows.contains(oh) || !columns.contains(ow)) correct_border(a, oh, ow, oc0, kOcChunk, lost);
-      epilogue<ScalarVec>(a, n, oh, ow, 1, oc0, lost);
-    }
-  }
+      }
+    if (!rows.contains(oh) || !columns.contains(ow)) correct_border(a, oh, ow, oc0, kOcChunk, lost);
+    epilogue<ScalarVec>(a, n, oh, ow, 1, oc0, lost);
+  });
 }
 
 }  // namespace

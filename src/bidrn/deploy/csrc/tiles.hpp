@@ -1,0 +1,38 @@
+// The one walk over a conv's jobs shared by every kernel set: which output tiles a call to
+// ConvJobsFn computes, and in what order. Include inside the kernel set's target region (after
+// bitconv.hpp), so that the tile function inlines.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "bitconv.hpp"
+
+namespace bidrn {
+namespace {
+
+// Call tile(n, oh, ow, pixels, oc0) for jobs [begin, end) of the flattened (batch, out_h,
+// out_channels_padded / kOcChunk) range, `Pixels` output pixels at a time (fewer at the row's end),
+// skipping chunks that hold only padding channels.
+//
+// The jobs of one output row run tile by tile, every chunk of a tile before the next tile, so that a
+// pixel's output channels are written one after the other rather than kOcChunk channels at a time
+// across the whole row (measured 1.4x on a 1x1 64 -> 256 conv with AVX-512).
+template <int Pixels, class TileFn>
+inline void for_each_tile(const ConvArgs& a, int64_t begin, int64_t end, TileFn&& tile) {
+  const int64_t chunks = a.out_channels_padded / kOcChunk;
+  for (int64_t job = begin; job < end;) {
+    const int64_t row = job / chunks, first_chunk = job % chunks;
+    const int64_t last_chunk = std::min(chunks, first_chunk + (end - job));
+    job += last_chunk - first_chunk;
+    const int64_t oh = row % a.out_h, n = row / a.out_h;
+    for (int64_t ow = 0; ow < a.out_w; ow += Pixels) {
+      const int pixels = static_cast<int>(std::min<int64_t>(Pixels, a.out_w - ow));
+      for (int64_t chunk = first_chunk; chunk < last_chunk && chunk * kOcChunk < a.out_channels; ++chunk)
+        tile(n, oh, ow, pixels, chunk * kOcChunk);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace bidrn
