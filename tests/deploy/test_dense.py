@@ -5,8 +5,18 @@ import torch
 from torch import nn
 
 from bidrn.binary import BinaryConv2d
-from bidrn.deploy import freeze, frozen_layout, load, save
-from bidrn.deploy.dense import PointwiseConv2d, fold_batchnorm_into_conv, is_pointwise, use_pointwise_convs
+from bidrn.deploy import freeze, frozen_layout, kernels, load, save
+from bidrn.deploy.dense import (
+    DENSE_PRECISIONS,
+    PointwiseConv2d,
+    dense_precision,
+    fold_batchnorm_into_conv,
+    is_pointwise,
+    resolve_dense_precision,
+    set_dense_precision,
+    use_pointwise_convs,
+)
+from bidrn.errors import BidrnError
 
 
 @pytest.mark.parametrize("stride", [1, 2])
@@ -108,3 +118,59 @@ def test_freeze_folds_full_precision_batchnorms_and_round_trips(tmp_path):
     assert type(loaded.projection) is PointwiseConv2d
     with torch.no_grad():
         assert torch.equal(loaded(x), actual)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("bias", [False, True])
+def test_bf16_pointwise_conv_rounds_operands_and_product_once(stride, bias):
+    torch.manual_seed(3)
+    conv = nn.Conv2d(96, 40, 1, stride=stride, bias=bias)
+    x = torch.randn(2, 96, 9, 7).contiguous(memory_format=torch.channels_last)
+    use_pointwise_convs(nn.Sequential(conv))
+    exact = conv(x)
+    assert set_dense_precision(conv, "bf16") == "bf16" and conv.weight.dtype == torch.bfloat16
+    actual = conv(x)
+    assert actual.dtype == torch.float32 and actual.shape == exact.shape
+    # the product of the bf16-rounded pixels and weights, rounded to bf16 once, then the float32 bias
+    product = torch.nn.functional.conv2d(x.bfloat16().double(), conv.weight.double(), None, stride)
+    without_bias = actual.double() - (0 if conv.bias is None else conv.bias.double().view(1, -1, 1, 1))
+    assert ((without_bias - product).abs() <= 2**-8 * product.abs() + 1e-6).all()
+    error = (actual - exact).abs().max() / exact.abs().max()
+    assert 1e-4 < error < 2e-2  # bf16 rounding is visible, and only that
+
+
+def test_dense_precision_auto_follows_the_cpu_and_rounding_cannot_be_undone(monkeypatch):
+    model = nn.Sequential(nn.Conv2d(8, 8, 1), nn.Conv2d(8, 8, 3), nn.Linear(4, 4))
+    use_pointwise_convs(model)
+    monkeypatch.setattr(kernels, "native_bf16", lambda: False)
+    assert resolve_dense_precision("auto") == "fp32"
+    assert set_dense_precision(model, "auto") == "fp32" and dense_precision(model) == "fp32"
+    monkeypatch.setattr(kernels, "native_bf16", lambda: True)
+    assert set_dense_precision(model, "auto") == "bf16" and dense_precision(model) == "bf16"
+    # only the 1x1 GEMMs are rounded; the 3x3 conv and the linear layer stay float32
+    assert [p.dtype for p in model.parameters()] == [torch.bfloat16] + [torch.float32] * 5
+    assert set_dense_precision(model, "bf16") == "bf16"
+    with pytest.raises(BidrnError, match="load the file again"):
+        set_dense_precision(model, "fp32")
+    with pytest.raises(BidrnError, match="must be one of auto, fp32, bf16"):
+        resolve_dense_precision("int8")
+
+
+def test_a_model_with_bf16_weights_is_not_saved(tmp_path):
+    torch.manual_seed(2)
+    frozen = freeze(_randomized(StemNet()), example_inputs=(torch.randn(2, 3, 10, 9),))
+    set_dense_precision(frozen, "bf16")
+    with pytest.raises(BidrnError, match="rounded to bfloat16"):
+        save(frozen, tmp_path / "stem.bidrn.safetensors")
+    assert not (tmp_path / "stem.bidrn.safetensors").exists()
+
+
+def test_the_command_line_offers_every_dense_precision():
+    import argparse
+
+    from bidrn.commands.predict import add_dense_precision_argument
+
+    parser = argparse.ArgumentParser()
+    add_dense_precision_argument(parser)
+    (action,) = [a for a in parser._actions if a.dest == "dense_precision"]
+    assert tuple(action.choices) == DENSE_PRECISIONS and action.default == "auto"

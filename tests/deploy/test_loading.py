@@ -11,7 +11,7 @@ import bidrn
 from bidrn.binary import BinaryLayer
 from bidrn.deploy import PackedBinaryLayer, freeze, is_frozen_file, load, load_model, save
 from bidrn.engine.checkpoint import save_checkpoint
-from bidrn.errors import InputFileError
+from bidrn.errors import BidrnError, InputFileError
 
 TINY = {"width": 0.125, "body_input": [64, 48], "hand_input": [64, 64], "face_input": [64, 64]}
 
@@ -101,3 +101,20 @@ def test_load_model_refuses_files_that_are_not_ours(tmp_path):
         load_model(garbage)
     with pytest.raises(InputFileError, match="not found"):
         load_model(tmp_path / "missing.bidrn.safetensors")
+
+
+def test_load_model_sets_the_dense_precision_of_frozen_models(files, monkeypatch):
+    from bidrn.deploy import kernels
+    from bidrn.deploy.dense import dense_precision
+
+    _, stem, frozen_file = files
+    for precision in ("fp32", "bf16"):
+        model, _ = load_model(frozen_file, dense_precision=precision)
+        assert dense_precision(model) == precision
+    for native, expected in ((False, "fp32"), (True, "bf16")):
+        monkeypatch.setattr(kernels, "native_bf16", lambda native=native: native)
+        assert dense_precision(load_model(frozen_file)[0]) == expected
+        assert dense_precision(load_model(stem, frozen=True)[0]) == expected
+        assert dense_precision(load_model(stem, frozen=False, dense_precision="bf16")[0]) == "fp32"
+    with pytest.raises(BidrnError, match="dense precision must be one of"):
+        load_model(frozen_file, dense_precision="fp16")

@@ -19,6 +19,7 @@ import torch
 
 from bidrn.apps.inputs import Frame, PersonBox, read_image_file
 from bidrn.apps.predict import PredictionReport, Predictor, predict_frames, samples_path
+from bidrn.deploy.dense import DensePrecision
 from bidrn.engine.datasets import open_dataset
 from bidrn.engine.distributed import DistributedContext
 from bidrn.engine.evaluation import evaluate, result_document
@@ -58,13 +59,15 @@ def run_demo(
     weights: str | Path,
     device: str | torch.device | None = None,
     status: Callable[[str], None] = lambda message: None,
+    dense_precision: DensePrecision = "auto",
 ) -> DemoResult:
     """Predict both samples into ``out_dir`` with ``weights``, evaluate the synthetic one and save its errors.
 
-    ``status`` is told what is happening before each step (loading, predicting, evaluating).
+    ``status`` is told what is happening before each step (loading, predicting, evaluating);
+    ``dense_precision`` is :func:`bidrn.deploy.load_model`'s.
     """
     status(f"loading {Path(weights).name}")
-    predictor = Predictor.load(weights, device=device)
+    predictor = Predictor.load(weights, device=device, dense_precision=dense_precision)
     synthetic_root = samples_path() / "synth-test"
     synthetic = open_dataset(f"synth:{synthetic_root}", train=False, body_model=predictor.body_model)
     record = synthetic.record(0)

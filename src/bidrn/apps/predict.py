@@ -71,6 +71,7 @@ from bidrn.body.export import PARAMETER_SIZES, save_mesh, save_parameters, selec
 from bidrn.body.render import mesh_region, render_overlay, render_side_view
 from bidrn.data import geometry
 from bidrn.data.targets import warp_image
+from bidrn.deploy.dense import DensePrecision, dense_precision
 from bidrn.deploy.loading import FreezeError, ModelInfo, load_model
 from bidrn.engine.resolution import PAPER_CROP
 from bidrn.errors import BidrnError, InputFileError
@@ -204,10 +205,11 @@ class Predictor:
         body_model: str | Path | None = None,
         device: str | torch.device | None = None,
         frozen: bool | None = None,
+        dense_precision: DensePrecision = "auto",
     ) -> Predictor:
         """Load a checkpoint (:func:`load_model`) and a body model (the checkpoint's, else the stand-in)."""
         chosen = resolve_device(device)
-        model, info = load_model(checkpoint, chosen, frozen)
+        model, info = load_model(checkpoint, chosen, frozen, dense_precision=dense_precision)
         layer = load_body_model(body_model or info.body_model)
         predictor = cls(model, layer, chosen, info)
         predictor.warm_up()
@@ -241,6 +243,11 @@ class Predictor:
         if not self.info.binarized:
             return "full precision"
         return "frozen 1-bit" if self.info.frozen else "simulated"
+
+    @property
+    def dense_precision(self) -> str:
+        """Precision of the frozen model's 1×1 full-precision GEMMs (``"fp32"`` or ``"bf16"``)."""
+        return dense_precision(self.model)
 
     @torch.no_grad()
     def run(self, pixels: torch.Tensor) -> WholeBodyOutput:
@@ -301,6 +308,7 @@ def _metadata(result: PersonResult, predictor: Predictor) -> dict[str, Any]:
         "model": predictor.info.name,
         "checkpoint": str(predictor.info.path),
         "inference": predictor.mode,
+        "dense_precision": predictor.dense_precision,
     }
 
 

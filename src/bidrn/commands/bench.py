@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import sys
 
 import torch
 
+from bidrn.commands.predict import add_dense_precision_argument
 from bidrn.deploy import benchmark, freeze, kernels
+from bidrn.deploy.dense import set_dense_precision
 from bidrn.errors import BidrnError
 
 
@@ -32,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=30, help="repetitions per layer figure (median)")
     parser.add_argument("--model-repeats", type=int, default=5, help="repetitions per end-to-end figure")
     parser.add_argument("--layers-only", action="store_true", help="skip the end-to-end and size figures")
+    add_dense_precision_argument(parser)
     parser.add_argument(
         "--width", type=float, default=None, help="model width override (e.g. 0.25 for a quick run)"
     )
@@ -56,11 +60,12 @@ def run(args: argparse.Namespace) -> int:
             "cpu_flags": sorted(set((_cpu_info("flags") or "").split()) & _FLAGS),
             "torch": torch.__version__,
             "kernels": kernels.active_isa(),
+            "dense_precision": None,
         },
         "layers": [],
         "end_to_end": [],
     }
-    simulated = frozen = None
+    simulated = frozen = fast = None
     for threads in _settings(args):
         torch.set_num_threads(threads)
         for batch in args.batch:
@@ -76,8 +81,10 @@ def run(args: argparse.Namespace) -> int:
                 simulated = benchmark.build_model("bidrn", overrides)
                 height, width = benchmark.input_size(simulated)
                 frozen = freeze(simulated, example_inputs=(torch.rand(1, 3, height, width),))
+                fast = copy.deepcopy(frozen)  # timed as bidrn predict runs it; sizes are the exact file's
+                report["machine"]["dense_precision"] = set_dense_precision(fast, args.dense_precision)
             _progress(f"{setting}: end to end ({args.model_repeats} repeats of 4 models)")
-            row = benchmark.benchmark_end_to_end(batch, args.model_repeats, overrides, frozen, simulated)
+            row = benchmark.benchmark_end_to_end(batch, args.model_repeats, overrides, fast, simulated)
             report["end_to_end"].append({**row, "threads": threads})
     if not args.layers_only:
         _progress("model sizes")
@@ -120,8 +127,10 @@ def _print_tables(report: dict) -> None:
         )
     print("(speedup: single calls interleaved, cold weights; steady: bursts of five calls)")
     if report["end_to_end"]:
+        precision = machine["dense_precision"]
+        print(f"\n(frozen: 1x1 full-precision GEMMs in {precision}, as bidrn predict runs them)")
         print(
-            f"\n{'end to end':10s} {'batch':>5s} {'thr':>3s} {'H4W fp32':>10s} {'simulated':>10s} "
+            f"{'end to end':10s} {'batch':>5s} {'thr':>3s} {'H4W fp32':>10s} {'simulated':>10s} "
             f"{'frozen':>10s} {'vs H4W':>7s}"
         )
         for row in report["end_to_end"]:

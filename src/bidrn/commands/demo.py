@@ -9,6 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from bidrn.commands.predict import add_dense_precision_argument
+
 DEFAULT_OUT = Path("bidrn-demo")
 
 
@@ -19,6 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--checkpoint", default=None, help="weights to use instead of the bundled ones (frozen or training)"
     )
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    add_dense_precision_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
         args.out,
         weights,
         device_option(args.device),
+        dense_precision=args.dense_precision,
         status=lambda message: print(f"bidrn demo: {message} ...", file=sys.stderr, flush=True),
     )
     predictor, report = demo.predictor, demo.report

@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bidrn.commands.predict import add_dense_precision_argument
 from bidrn.commands.train import add_model_arguments, parse_overrides
 from bidrn.errors import BidrnError
 
@@ -57,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--baseline-data", default=None, metavar="SPEC", help="training data the constants are computed from"
     )
     add_model_arguments(parser)
+    add_dense_precision_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
             device=context.device,
             model_name=args.model,
             overrides=parse_overrides(args.set) if frozen is False else None,
+            dense_precision=args.dense_precision,
         )
         body_model = load_body_model(args.body_model or info.body_model)
         model.attach_body_model(body_model)

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputFileError(
             args.checkpoint, "is already frozen (a `bidrn export` output); export takes a training checkpoint"
         )
-    frozen, info = load_model(args.checkpoint, frozen=True)
+    frozen, info = load_model(args.checkpoint, frozen=True, dense_precision="fp32")
     layout = frozen_layout(frozen)
     architecture = {
         "name": info.name,

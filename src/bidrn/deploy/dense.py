@@ -15,36 +15,107 @@ in two exact (up to float rounding) ways:
 :func:`use_pointwise_convs` swaps every eligible ``nn.Conv2d``; it depends only on the module
 tree, so :func:`bidrn.deploy.load` repeats it on the rebuilt skeleton and the state-dict keys stay
 those of ``nn.Conv2d``.
+
+One reduced-precision mode, :func:`set_dense_precision`: the 1×1 GEMMs (the Block Residual
+projections of Eq. 11 and the heads' channel reductions, most of the full-precision time) take
+bfloat16 weights and inputs; oneDNN accumulates in float32 and torch rounds the product to
+bfloat16 once, then the float32 bias is added. On CPUs with bfloat16 dot products
+(AVX512_BF16, AMX, Arm BF16) it is 2.5–3× faster per GEMM and the default (``"auto"``). On 1000
+synthetic test samples it moves every Table 1 column of the bundled model by at most 0.55 mm
+(MPVPE +0.10 mm), though single meshes move by 52 mm on average: the bf16 rounding flips signs
+that later binary layers see (``benchmarks/dense_precision.py``, docs/deployment.md).
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import Tensor, nn
 
+from bidrn.deploy import kernels
+from bidrn.errors import BidrnError
+
 __all__ = [
+    "DENSE_PRECISIONS",
+    "DensePrecision",
     "PointwiseConv2d",
     "batchnorm_factors",
     "channels_last_convs",
+    "dense_precision",
     "fold_batchnorm_into_conv",
     "is_pointwise",
+    "resolve_dense_precision",
+    "set_dense_precision",
     "use_pointwise_convs",
 ]
 
+#: what :func:`set_dense_precision` accepts; ``"auto"`` is bf16 where the CPU has bf16 dot products
+DENSE_PRECISIONS = ("auto", "fp32", "bf16")
+DensePrecision = Literal["auto", "fp32", "bf16"]
+
 
 class PointwiseConv2d(nn.Conv2d):
-    """A 1×1 ``nn.Conv2d`` (groups 1, no padding, no dilation) computed as ``pixels @ weightᵀ + bias``."""
+    """A 1×1 ``nn.Conv2d`` (groups 1, no padding, no dilation) computed as ``pixels @ weightᵀ + bias``.
+
+    With a bfloat16 weight (:func:`set_dense_precision`) the pixels are rounded to bfloat16 too;
+    the product is accumulated in float32, returned in bfloat16 (torch's CPU GEMM has no float32
+    output for bf16 operands), and the float32 bias is added as it is widened back to float32.
+    """
 
     def forward(self, x: Tensor) -> Tensor:
-        """Same result as ``nn.Conv2d.forward``; the output is a channels-last NCHW tensor."""
+        """Same result as ``nn.Conv2d.forward``; the output is a float32 channels-last NCHW tensor."""
         stride_h, stride_w = self.stride
         if (stride_h, stride_w) != (1, 1):
             x = x[:, :, ::stride_h, ::stride_w]
         batch, channels, height, width = x.shape
-        pixels = x.permute(0, 2, 3, 1).reshape(batch * height * width, channels)
         weight = self.weight.reshape(self.out_channels, channels)
-        out = pixels @ weight.t() if self.bias is None else torch.addmm(self.bias, pixels, weight.t())
+        if weight.dtype == torch.bfloat16:
+            # One pass gathers the (strided) pixels and rounds them; adding the float32 bias
+            # promotes the bf16 product back to float32 in the same pass.
+            pixels = x.permute(0, 2, 3, 1).to(torch.bfloat16, memory_format=torch.contiguous_format)
+            out = pixels.view(-1, channels) @ weight.t()
+            out = out.float() if self.bias is None else torch.add(out, self.bias)
+        else:
+            pixels = x.permute(0, 2, 3, 1).reshape(batch * height * width, channels)
+            out = pixels @ weight.t() if self.bias is None else torch.addmm(self.bias, pixels, weight.t())
         return out.view(batch, height, width, self.out_channels).permute(0, 3, 1, 2)
+
+
+def resolve_dense_precision(precision: DensePrecision) -> Literal["fp32", "bf16"]:
+    """``precision`` with ``"auto"`` decided for this CPU: bf16 with bf16 dot products, else fp32."""
+    if precision not in DENSE_PRECISIONS:
+        raise BidrnError(f"dense precision must be one of {', '.join(DENSE_PRECISIONS)}, not {precision!r}")
+    if precision == "auto":
+        return "bf16" if kernels.native_bf16() else "fp32"
+    return precision
+
+
+def dense_precision(model: nn.Module) -> Literal["fp32", "bf16"]:
+    """The precision ``model``'s :class:`PointwiseConv2d` GEMMs run in (fp32 when it has none)."""
+    pointwise = [m for m in model.modules() if isinstance(m, PointwiseConv2d)]
+    return "bf16" if any(m.weight.dtype == torch.bfloat16 for m in pointwise) else "fp32"
+
+
+@torch.no_grad()
+def set_dense_precision(model: nn.Module, precision: DensePrecision = "auto") -> Literal["fp32", "bf16"]:
+    """Run the 1×1 full-precision GEMMs of a frozen model in ``precision`` (in place); returns it, resolved.
+
+    ``"bf16"`` replaces every :class:`PointwiseConv2d` weight by its bfloat16 rounding (half the
+    memory); biases, the 7×7 stems, other convs and linear layers stay float32 (in bf16 they would
+    move MPVPE by about 1 mm more, docs/deployment.md). The rounding cannot be undone: asking a bf16
+    model for ``"fp32"`` raises, and :func:`bidrn.deploy.save` refuses it; load the file again.
+    """
+    resolved = resolve_dense_precision(precision)
+    current = dense_precision(model)
+    if resolved == current:
+        return resolved
+    if current == "bf16":
+        raise BidrnError("this model's 1×1 weights were rounded to bfloat16; load the file again for fp32")
+    for module in model.modules():
+        if isinstance(module, PointwiseConv2d):
+            module.weight.data = module.weight.data.to(torch.bfloat16)
+    return resolved
 
 
 def is_pointwise(module: nn.Module) -> bool:

@@ -162,6 +162,14 @@ def set_isa(name: str) -> None:
         _extension.set_isa(name)
 
 
+def native_bf16() -> bool:
+    """Whether this CPU has bfloat16 dot-product instructions (AVX512_BF16, or BF16 on AArch64).
+
+    ``False`` without the compiled extension (nothing to ask).
+    """
+    return _extension is not None and bool(_extension.native_bf16())
+
+
 def thread_backend() -> str:
     """Where the kernels run in parallel: ``"openmp"`` (the process's OpenMP team, torch's) or ``"pool"``.
 

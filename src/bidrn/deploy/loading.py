@@ -28,6 +28,7 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from bidrn.binary import BinaryLayer
+from bidrn.deploy.dense import DensePrecision, resolve_dense_precision, set_dense_precision
 from bidrn.deploy.freeze import freeze
 from bidrn.deploy.serialization import FORMAT_TAG as FROZEN_FORMAT
 from bidrn.deploy.serialization import load as load_frozen
@@ -121,6 +122,7 @@ def load_model(
     body_model: nn.Module | None = None,
     model_name: str | None = None,
     overrides: dict[str, Any] | None = None,
+    dense_precision: DensePrecision = "auto",
 ) -> tuple[nn.Module, ModelInfo]:
     """Load a frozen file or a training checkpoint as an eval-mode model on ``device``.
 
@@ -135,6 +137,9 @@ def load_model(
             outputs include meshes; ``None`` attaches none.
         model_name: registry name for a training checkpoint that does not record its model.
         overrides: constructor overrides applied over the checkpoint's (training checkpoints).
+        dense_precision: precision of a frozen model's 1×1 full-precision GEMMs on CPU
+            (:func:`bidrn.deploy.dense.set_dense_precision`): ``"auto"`` (bfloat16 where the CPU
+            has bf16 dot products), ``"fp32"`` (exact) or ``"bf16"``.
 
     Returns:
         The model and a :class:`ModelInfo` describing it.
@@ -146,6 +151,7 @@ def load_model(
     """
     path = Path(path)
     device = torch.device(device)
+    resolve_dense_precision(dense_precision)  # a misspelt precision fails before any loading
     weights = weights_file(path)
     if _file_format(weights) == FROZEN_FORMAT:
         if frozen is False:
@@ -165,7 +171,7 @@ def load_model(
         check_finite(model.state_dict(), path)
         statistics = architecture.get("training_statistics")
         info = ModelInfo(path, "frozen", name, settings, True, training_statistics=statistics)
-        return _ready(model, body_model, device), info
+        return _ready(model, body_model, device, dense_precision), info
 
     model, checkpoint = model_from_checkpoint(weights, name=model_name, overrides=overrides)
     name, settings = model_name or checkpoint.model_name, {**checkpoint.model_overrides, **(overrides or {})}
@@ -189,7 +195,7 @@ def load_model(
         binarized,
         checkpoint.info.get("training_statistics"),
     )
-    return _ready(model, body_model, device), info
+    return _ready(model, body_model, device, dense_precision if run_frozen else "fp32"), info
 
 
 def _architecture(architecture: Any, path: Path) -> tuple[str, dict[str, Any]]:
@@ -206,9 +212,16 @@ def _architecture(architecture: Any, path: Path) -> tuple[str, dict[str, Any]]:
     return architecture["name"], overrides
 
 
-def _ready(model: nn.Module, body_model: nn.Module | None, device: torch.device) -> nn.Module:
-    """``model`` on ``device`` in eval mode, with ``body_model`` attached (it moves to the images' device)."""
+def _ready(
+    model: nn.Module, body_model: nn.Module | None, device: torch.device, precision: DensePrecision
+) -> nn.Module:
+    """``model`` on ``device`` in eval mode with ``body_model`` attached (it moves to the images' device).
+
+    On CPU, where packed layers run, its 1×1 full-precision GEMMs are set to ``precision``.
+    """
     model = model.to(device).eval()
+    if device.type == "cpu":
+        set_dense_precision(model, precision)
     if body_model is not None:
         model.attach_body_model(body_model)
     return model

@@ -31,7 +31,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from bidrn.deploy.dense import channels_last_convs, use_pointwise_convs
+from bidrn.deploy.dense import channels_last_convs, dense_precision, use_pointwise_convs
 from bidrn.deploy.freeze import frozen_layout, fuse_units
 from bidrn.deploy.layers import (
     PackedBinaryConv2d,
@@ -79,6 +79,11 @@ def save(
     layout = frozen_layout(model)
     if not layout["packed_layers"]:
         raise BidrnError("the model has no packed binary layers; call bidrn.deploy.freeze(model) first")
+    if dense_precision(model) != "fp32":
+        raise BidrnError(
+            "the model's 1×1 weights were rounded to bfloat16 (set_dense_precision); "
+            "save a model frozen or loaded with dense precision fp32"
+        )
     keep_fp32 = _packed_epilogue_keys(model)
     tensors = {}
     for key, value in model.state_dict().items():

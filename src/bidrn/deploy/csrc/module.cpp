@@ -10,6 +10,13 @@
 #include <cstring>
 #include <vector>
 
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#include <cpuid.h>
+#endif
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#endif
+
 #include "bitconv.hpp"
 #include "thread_pool.hpp"
 
@@ -34,6 +41,23 @@ std::vector<const KernelSet*> supported_sets() {
 }
 
 const KernelSet* active = nullptr;
+
+// Whether the CPU has bfloat16 dot-product instructions (x86: AVX512_BF16, CPUID leaf 7
+// sub-leaf 1, EAX bit 5, usable only with AVX-512 enabled; AArch64 Linux: HWCAP2_BF16). Without
+// them oneDNN emulates bf16 GEMMs, which is no faster than float32.
+bool native_bf16() {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  __builtin_cpu_init();
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__builtin_cpu_supports("avx512f") || !__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx)) return false;
+  return (eax >> 5) & 1u;
+#elif defined(__aarch64__) && defined(__linux__)
+  constexpr unsigned long kHwcap2Bf16 = 1ul << 14;
+  return (getauxval(AT_HWCAP2) & kHwcap2Bf16) != 0;
+#else
+  return false;
+#endif
+}
 
 // Copy a ctypes struct (any object with the buffer protocol) of type T, checking size and version.
 template <typename T>
@@ -217,6 +241,8 @@ PyObject* py_get_isa(PyObject*, PyObject*) { return PyUnicode_FromString(active-
 
 PyObject* py_planes(PyObject*, PyObject*) { return PyLong_FromLongLong(active->planes); }
 
+PyObject* py_native_bf16(PyObject*, PyObject*) { return PyBool_FromLong(native_bf16()); }
+
 PyObject* py_get_threading(PyObject*, PyObject*) {
   return PyUnicode_FromString(thread_backend() == ThreadBackend::kOpenMP ? "openmp" : "pool");
 }
@@ -256,6 +282,7 @@ PyMethodDef methods[] = {
     {"set_threading", py_set_threading, METH_VARARGS, "Run kernels on the OpenMP team (openmp) or on own threads (pool)."},
     {"supported_isas", py_supported_isas, METH_NOARGS, "Kernel sets this CPU can run, best first."},
     {"get_isa", py_get_isa, METH_NOARGS, "Name of the kernel set in use."},
+    {"native_bf16", py_native_bf16, METH_NOARGS, "Whether the CPU has bfloat16 dot-product instructions."},
     {"set_isa", py_set_isa, METH_VARARGS, "Select a kernel set by name."},
     {nullptr, nullptr, 0, nullptr}};
 
