@@ -27,6 +27,7 @@ from torch import nn
 
 import bidrn
 from bidrn.deploy import freeze
+from bidrn.deploy.dense import set_dense_precision
 from bidrn.deploy.fusion import FusedLocalConvResidual
 from bidrn.deploy.layers import PackedBinaryConvTranspose2d, PackedBinaryLayer
 from bidrn.engine.protocols import PROTOCOLS
@@ -105,6 +106,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--slowest", type=int, default=20, help="layers listed one by one")
+    parser.add_argument(
+        "--dense-precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="the 1x1 full-precision GEMMs, as bidrn predict --dense-precision",
+    )
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -112,6 +119,7 @@ def main() -> None:
     simulated = bidrn.create_model("bidrn", **SIZES[args.size]).eval()
     images = torch.rand(args.batch, 3, *simulated.config.crop_input)
     frozen = freeze(simulated, example_inputs=(images[:1],))
+    precision = set_dense_precision(frozen, args.dense_precision)
     del simulated
     records = attach_timers(frozen)
     totals = []
@@ -128,7 +136,10 @@ def main() -> None:
     median = {name: statistics.median(record.seconds) for name, record in records.items()}
     total = statistics.median(totals)
     timed = sum(median.values())
-    print(f"frozen BiDRN, {args.size} size, batch {args.batch}, threads {args.threads}, {args.repeats} runs")
+    print(
+        f"frozen BiDRN, {args.size} size, batch {args.batch}, threads {args.threads}, {args.repeats} runs, "
+        f"1x1 GEMMs {precision}"
+    )
 
     print(f"whole call {total * 1e3:.1f} ms (median); timed layers {timed * 1e3:.1f} ms ({len(median)})")
     parts: dict[str, list[float]] = defaultdict(lambda: [0.0, 0, 0])

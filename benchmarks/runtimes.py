@@ -12,9 +12,11 @@ Hand4Whole (full precision, same registry model as ``bidrn.create_model("hand4wh
 to ONNX once and run in ONNX Runtime (fp32, and int8: static QDQ quantization, per-channel weights,
 calibrated on the benchmark's own images) and OpenVINO (fp32, bf16 precision hint, and int8: the
 same QDQ model), next to PyTorch eager fp32 and the frozen BiDRN (``bidrn.deploy``: packed 1-bit
-layers). Before anything is timed, every runtime's outputs are compared with its reference
-(Hand4Whole eager fp32; the simulated BiDRN for the frozen one) and the worst relative error is
-printed; a runtime outside its tolerance stops the run.
+layers), with its 1×1 full-precision GEMMs in the precision ``bidrn predict`` uses here
+(``--dense-precision``, default ``auto``: bf16 where the CPU has bf16 dot products) and, when that
+is not fp32, once more in exact fp32. Before anything is timed, every runtime's outputs are
+compared with its reference (Hand4Whole eager fp32; the simulated BiDRN for the frozen one) and
+the worst relative error is printed; a runtime outside its tolerance stops the run.
 
 Timing: all contenders of one (threads, batch) setting run in one process, calls alternating
 round-robin, after a warm-up; the table gives medians of wall-clock time and of process CPU time
@@ -26,6 +28,7 @@ models are cached in ``--cache`` (default ``runs/runtimes``).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -43,6 +46,7 @@ import torch
 
 import bidrn
 from bidrn.deploy import freeze, kernels
+from bidrn.deploy.dense import set_dense_precision
 
 # Worst relative error allowed before timing (max |a - b| / max |b| over an output, worst output).
 TOLERANCE = {"fp32": 1e-3, "bf16": 0.1, "int8": 0.3, "frozen": 0.3}
@@ -215,10 +219,15 @@ def benchmark(args: argparse.Namespace) -> dict:
         from bidrn.deploy import load_model
 
         simulated = None
-        frozen, _ = load_model(args.bidrn)
+        exact, _ = load_model(args.bidrn, dense_precision="fp32")
     else:
         simulated = bidrn.create_model("bidrn", **overrides).eval()
-        frozen = freeze(simulated, example_inputs=(images[:1],))
+        exact = freeze(simulated, example_inputs=(images[:1],))
+    fast = copy.deepcopy(exact)
+    precision = set_dense_precision(fast, args.dense_precision)
+    frozen = {f"BiDRN frozen (bidrn.deploy, 1x1 GEMMs {precision})": fast}
+    if precision != "fp32":
+        frozen["BiDRN frozen (bidrn.deploy, 1x1 GEMMs fp32)"] = exact
 
     report = {
         "machine": {
@@ -263,7 +272,7 @@ def benchmark_setting(
     ort_fp32 = onnxruntime_runner(onnx_fp32, threads)
     ort_int8 = onnxruntime_runner(onnx_int8, threads)
     contenders = {
-        "BiDRN frozen (bidrn.deploy)": (lambda: frozen(images), "frozen"),
+        **{name: (lambda model=model: model(images), "frozen") for name, model in frozen.items()},
         "Hand4Whole PyTorch eager fp32": (lambda: hand4whole(images), "fp32"),
         "Hand4Whole ONNX Runtime fp32": (lambda: ort_fp32(array), "fp32"),
         "Hand4Whole ONNX Runtime int8 (QDQ)": (lambda: ort_int8(array), "int8"),
@@ -289,7 +298,7 @@ def benchmark_setting(
     load_before = load_average()
     log(f"timing (load average {load_before}) ...")
     times = medians({name: function for name, (function, _) in contenders.items()}, repeats)
-    frozen_wall, frozen_cpu = times["BiDRN frozen (bidrn.deploy)"]
+    frozen_wall, frozen_cpu = times[next(iter(frozen))]
     return {
         "threads": threads,
         "batch": batch,
@@ -337,7 +346,7 @@ def print_table(report: dict) -> None:
     for row in report["rows"]:
         print(
             f"\n## {row['threads']} thread(s), batch {row['batch']} (load average {row['load_before']} -> "
-            f"{row['load_after']}); ratio = BiDRN frozen / contender, < 1 means BiDRN is faster"
+            f"{row['load_after']}); ratio = first BiDRN row / contender, < 1 means BiDRN is faster"
         )
         print(f"| {'runtime':46s} | wall ms | ms/image | CPU ms | ratio wall | ratio CPU | max rel. error |")
         print(f"|{'-' * 48}|--------:|---------:|-------:|-----------:|----------:|---------------:|")
@@ -408,6 +417,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--cache", default="runs/runtimes", help="folder for the exported and quantized models"
+    )
+    parser.add_argument(
+        "--dense-precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="the frozen BiDRN's 1x1 GEMMs, as bidrn predict --dense-precision",
     )
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     parser.add_argument("--rss", action="store_true", help="measure peak RSS instead of latency")
