@@ -5,6 +5,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+import bidrn
 from bidrn.binary import BinaryConv2d, BinaryConvTranspose2d, BinaryLinear, RPReLU, list_methods
 from bidrn.deploy import (
     PackedBinaryConv2d,
@@ -176,3 +177,16 @@ def test_load_without_architecture_needs_a_skeleton(tmp_path):
 def test_freeze_rejects_unsupported_layers():
     with pytest.raises(BidrnError, match="groups=1"):
         freeze(nn.Sequential(BinaryConv2d(8, 8, 3, groups=2)))
+
+
+def test_frozen_and_loaded_whole_body_models_run_batches_in_pieces(tmp_path):
+    from bidrn.deploy.freeze import INFERENCE_BATCH
+
+    overrides = {"width": 0.125, "body_input": [64, 48], "hand_input": [64, 64], "face_input": [64, 64]}
+    model = bidrn.create_model("bidrn", **overrides).eval()
+    assert model.inference_batch is None
+    frozen = freeze(model, example_inputs=(torch.rand(1, 3, 128, 96),))
+    assert frozen.inference_batch == INFERENCE_BATCH == 2
+    architecture = {"name": "bidrn", "overrides": overrides}
+    path = save(frozen, tmp_path / "m.bidrn.safetensors", architecture=architecture)
+    assert load(path).inference_batch == INFERENCE_BATCH

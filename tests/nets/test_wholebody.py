@@ -247,3 +247,32 @@ def test_standin_body_model_runs_end_to_end():
     out = model(torch.rand(1, 3, 192, 128))
     assert out.joint_cam.shape == (1, 137, 3) and out.mesh_cam.shape[-1] == 3
     assert torch.isfinite(out.mesh_cam).all() and torch.isfinite(out.joint_proj).all()
+
+
+def test_eval_batches_run_in_pieces_of_inference_batch_with_the_same_result():
+    torch.manual_seed(0)
+    model = bidrn.create_model("hand4whole", **SMALL, body_model=FakeBodyModel()).eval()
+    images = torch.rand(5, 3, 192, 128)
+    calls = []
+    model.body_encoder.register_forward_hook(lambda module, inputs, output: calls.append(len(inputs[0])))
+    with torch.no_grad():
+        whole = model(images)
+        model.inference_batch = 2
+        pieces = model(images)
+        assert calls == [5, 2, 2, 1]
+        for name, value in whole.as_dict().items():
+            torch.testing.assert_close(getattr(pieces, name), value, rtol=1e-4, atol=1e-4)  # GEMM blocking
+        assert pieces.as_dict().keys() == whole.as_dict().keys()
+        model.train()
+        calls.clear()
+        model(images)  # training batches are never split (BatchNorm statistics)
+        assert calls == [5]
+
+
+def test_outputs_concatenate_field_by_field():
+    model = bidrn.create_model("hand4whole", **SMALL).eval()
+    with torch.no_grad():
+        first, second = model(torch.rand(2, 3, 192, 128)), model(torch.rand(1, 3, 192, 128))
+    joined = type(first).concatenate([first, second])
+    assert torch.equal(joined.body_pose, torch.cat((first.body_pose, second.body_pose)))
+    assert joined.mesh_cam is None and joined.lhand_bbox.shape == (3, 4)

@@ -31,8 +31,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from bidrn.deploy.dense import channels_last_convs, dense_precision, use_pointwise_convs
-from bidrn.deploy.freeze import frozen_layout, fuse_units
+from bidrn.deploy.dense import dense_precision, use_pointwise_convs
+from bidrn.deploy.freeze import cpu_inference_settings, frozen_layout, fuse_units
 from bidrn.deploy.layers import (
     PackedBinaryConv2d,
     PackedBinaryConvTranspose2d,
@@ -214,4 +214,4 @@ def load(path: str | Path, skeleton: nn.Module | None = None) -> nn.Module:
     ]
     if missing:
         raise InputFileError(path, f"the file does not hold {', '.join(missing[:3])}")
-    return channels_last_convs(model)
+    return cpu_inference_settings(model)

@@ -30,6 +30,7 @@ The camera stays canonical for reduced input sizes, so parameters mean the same 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 import torch
@@ -136,6 +137,15 @@ class WholeBodyOutput:
         """The fields that are set, by name (Hand4Whole's output dictionary)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
+    @classmethod
+    def concatenate(cls, parts: Sequence[WholeBodyOutput]) -> WholeBodyOutput:
+        """The outputs of consecutive batches as the output of one batch (fields set in all parts)."""
+        values = {}
+        for field in fields(cls):
+            tensors = [getattr(part, field.name) for part in parts]
+            values[field.name] = None if any(t is None for t in tensors) else torch.cat(tensors)
+        return cls(**values)
+
 
 def build_encoder(config: EncoderConfig, width: float) -> nn.Module:
     """The encoder an :class:`EncoderConfig` describes (pruning is applied by the registry)."""
@@ -214,6 +224,11 @@ class WholeBodyNet(nn.Module):
         self._body_model: nn.Module | None = None
         if body_model is not None:
             self.attach_body_model(body_model)
+        self.inference_batch: int | None = None
+        """In eval mode, run larger batches this many crops at a time (``None``: whole). Frozen models
+        on CPU use 2 (:func:`bidrn.deploy.freeze`): a batch of 8 paper-size crops has activations of
+        67 MB, beyond the caches and beyond glibc's 32 MB limit for reusing freed memory, so every
+        call faulted fresh pages in (135 000 page faults, 0.3 s of system time per call)."""
 
     @property
     def body_model(self) -> nn.Module | None:
@@ -255,6 +270,10 @@ class WholeBodyNet(nn.Module):
         if tuple(images.shape[1:]) != (3, *config.crop_input):
             raise ValueError(f"expected images (B, 3, {config.crop_input[0]}, {config.crop_input[1]}), "
                              f"got {tuple(images.shape)}")  # fmt: skip
+        step = self.inference_batch
+        if step is not None and not self.training and batch > step:
+            parts = [self(images[start : start + step], with_mesh) for start in range(0, batch, step)]
+            return WholeBodyOutput.concatenate(parts)
 
         body_image = F.interpolate(images, size=config.body_input, mode="nearest")
         body_features = self.body_encoder(body_image)
