@@ -8,6 +8,7 @@ from bidrn.binary import BinaryConv2d
 from bidrn.deploy import freeze, frozen_layout, kernels, load, save
 from bidrn.deploy.dense import (
     DENSE_PRECISIONS,
+    Bf16Conv2d,
     PointwiseConv2d,
     dense_precision,
     fold_batchnorm_into_conv,
@@ -139,6 +140,21 @@ def test_bf16_pointwise_conv_rounds_operands_and_product_once(stride, bias):
     assert 1e-4 < error < 2e-2  # bf16 rounding is visible, and only that
 
 
+@pytest.mark.parametrize("bias", [False, True])
+def test_bf16_conv_rounds_operands_and_result_once(bias):
+    torch.manual_seed(4)
+    conv = nn.Conv2d(3, 16, 7, stride=2, padding=3, bias=bias)
+    x = torch.rand(2, 3, 20, 18).contiguous(memory_format=torch.channels_last)
+    exact = conv(x)
+    assert set_dense_precision(conv, "bf16") == "bf16" and type(conv) is Bf16Conv2d
+    actual = conv(x)
+    assert actual.dtype == torch.float32 and actual.shape == exact.shape
+    product = torch.nn.functional.conv2d(x.bfloat16().double(), conv.weight.double(), None, 2, 3)
+    without_bias = actual.double() - (0 if conv.bias is None else conv.bias.double().view(1, -1, 1, 1))
+    assert ((without_bias - product).abs() <= 2**-8 * product.abs() + 1e-6).all()
+    assert 1e-4 < ((actual - exact).abs().max() / exact.abs().max()).item() < 2e-2
+
+
 def test_dense_precision_auto_follows_the_cpu_and_rounding_cannot_be_undone(monkeypatch):
     model = nn.Sequential(nn.Conv2d(8, 8, 1), nn.Conv2d(8, 8, 3), nn.Linear(4, 4))
     use_pointwise_convs(model)
@@ -147,8 +163,9 @@ def test_dense_precision_auto_follows_the_cpu_and_rounding_cannot_be_undone(monk
     assert set_dense_precision(model, "auto") == "fp32" and dense_precision(model) == "fp32"
     monkeypatch.setattr(kernels, "native_bf16", lambda: True)
     assert set_dense_precision(model, "auto") == "bf16" and dense_precision(model) == "bf16"
-    # only the 1x1 GEMMs are rounded; the 3x3 conv and the linear layer stay float32
-    assert [p.dtype for p in model.parameters()] == [torch.bfloat16] + [torch.float32] * 5
+    # conv weights are rounded (the 3x3 conv becomes a Bf16Conv2d); biases and linear layers stay float32
+    assert [p.dtype for p in model.parameters()] == [torch.bfloat16, torch.float32] * 2 + [torch.float32] * 2
+    assert type(model[0]) is PointwiseConv2d and type(model[1]) is Bf16Conv2d
     assert set_dense_precision(model, "bf16") == "bf16"
     with pytest.raises(BidrnError, match="load the file again"):
         set_dense_precision(model, "fp32")

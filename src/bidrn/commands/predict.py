@@ -66,8 +66,8 @@ def add_dense_precision_argument(parser: argparse.ArgumentParser) -> None:
         "--dense-precision",
         choices=("auto", "fp32", "bf16"),
         default="auto",
-        help="precision of a frozen model's full-precision 1x1 convs on CPU: bf16 rounds their "
-        "weights and inputs (2.5-3x faster GEMMs; MPVPE moves by 0.1 mm, single meshes by ~5 cm); "
+        help="precision of a frozen model's full-precision convs on CPU: bf16 rounds their "
+        "weights and inputs (1.6-3x faster; MPVPE moves by < 0.5 mm, single meshes by ~5 cm); "
         "auto (default) picks it where the CPU has bf16 dot products (AVX512_BF16, AMX, Arm BF16), "
         "else fp32 (exact)",
     )

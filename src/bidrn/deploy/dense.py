@@ -16,14 +16,15 @@ in two exact (up to float rounding) ways:
 tree, so :func:`bidrn.deploy.load` repeats it on the rebuilt skeleton and the state-dict keys stay
 those of ``nn.Conv2d``.
 
-One reduced-precision mode, :func:`set_dense_precision`: the 1×1 GEMMs (the Block Residual
-projections of Eq. 11 and the heads' channel reductions, most of the full-precision time) take
-bfloat16 weights and inputs; oneDNN accumulates in float32 and torch rounds the product to
-bfloat16 once, then the float32 bias is added. On CPUs with bfloat16 dot products
-(AVX512_BF16, AMX, Arm BF16) it is 2.5–3× faster per GEMM and the default (``"auto"``). On 1000
-synthetic test samples it moves every Table 1 column of the bundled model by at most 0.55 mm
-(MPVPE +0.10 mm), though single meshes move by 52 mm on average: the bf16 rounding flips signs
-that later binary layers see (``benchmarks/dense_precision.py``, docs/deployment.md).
+One reduced-precision mode, :func:`set_dense_precision`: the full-precision convs (the 7×7
+stems, the Block Residual projections of Eq. 11 and the heads' 1×1 channel reductions, most of the
+full-precision time) take bfloat16 weights and inputs; oneDNN accumulates in float32 and torch
+rounds the result to bfloat16 once, then the float32 bias is added. On CPUs with bfloat16 dot
+products (AVX512_BF16, AMX, Arm BF16) the GEMMs run 2.5–3× and the stems 1.6× faster, and it is the
+default (``"auto"``). On 1000 synthetic test samples it moves every Table 1 column of the bundled
+model by at most 0.41 mm (MPVPE ±0.00 mm), though single meshes move by 56 mm on average: the bf16
+rounding flips signs that later binary layers see (``benchmarks/dense_precision.py``,
+docs/deployment.md).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bidrn.deploy import kernels
@@ -38,6 +40,7 @@ from bidrn.errors import BidrnError
 
 __all__ = [
     "DENSE_PRECISIONS",
+    "Bf16Conv2d",
     "DensePrecision",
     "PointwiseConv2d",
     "batchnorm_factors",
@@ -82,6 +85,27 @@ class PointwiseConv2d(nn.Conv2d):
         return out.view(batch, height, width, self.out_channels).permute(0, 3, 1, 2)
 
 
+class Bf16Conv2d(nn.Conv2d):
+    """A full-precision conv whose weight was rounded to bfloat16 (:func:`set_dense_precision`).
+
+    Its input is rounded to bfloat16 too; oneDNN accumulates in float32, the result comes back in
+    bfloat16 and the float32 bias is added as it is widened to float32.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``nn.Conv2d.forward`` on bf16-rounded operands; the output is float32."""
+        out = F.conv2d(
+            x.to(torch.bfloat16), self.weight, None, self.stride, self.padding, self.dilation, self.groups
+        )
+        return out.float() if self.bias is None else torch.add(out, self.bias.view(1, -1, 1, 1))
+
+
+def _rounds_to_bf16(module: nn.Module) -> bool:
+    """Whether :func:`set_dense_precision` rounds ``module``: 1×1 GEMMs and plain zero-padded convs."""
+    plain = type(module) is nn.Conv2d and module.padding_mode == "zeros"
+    return plain or isinstance(module, PointwiseConv2d | Bf16Conv2d)
+
+
 def resolve_dense_precision(precision: DensePrecision) -> Literal["fp32", "bf16"]:
     """``precision`` with ``"auto"`` decided for this CPU: bf16 with bf16 dot products, else fp32."""
     if precision not in DENSE_PRECISIONS:
@@ -92,28 +116,31 @@ def resolve_dense_precision(precision: DensePrecision) -> Literal["fp32", "bf16"
 
 
 def dense_precision(model: nn.Module) -> Literal["fp32", "bf16"]:
-    """The precision ``model``'s :class:`PointwiseConv2d` GEMMs run in (fp32 when it has none)."""
-    pointwise = [m for m in model.modules() if isinstance(m, PointwiseConv2d)]
-    return "bf16" if any(m.weight.dtype == torch.bfloat16 for m in pointwise) else "fp32"
+    """The precision ``model``'s full-precision convs run in (fp32 when it has none)."""
+    rounded = any(_rounds_to_bf16(m) and m.weight.dtype == torch.bfloat16 for m in model.modules())
+    return "bf16" if rounded else "fp32"
 
 
 @torch.no_grad()
 def set_dense_precision(model: nn.Module, precision: DensePrecision = "auto") -> Literal["fp32", "bf16"]:
-    """Run the 1×1 full-precision GEMMs of a frozen model in ``precision`` (in place); returns it, resolved.
+    """Run the full-precision convs of a frozen model in ``precision`` (in place); returns it, resolved.
 
-    ``"bf16"`` replaces every :class:`PointwiseConv2d` weight by its bfloat16 rounding (half the
-    memory); biases, the 7×7 stems, other convs and linear layers stay float32 (in bf16 they would
-    move MPVPE by about 1 mm more, docs/deployment.md). The rounding cannot be undone: asking a bf16
-    model for ``"fp32"`` raises, and :func:`bidrn.deploy.save` refuses it; load the file again.
+    ``"bf16"`` replaces the weight of every :class:`PointwiseConv2d` and plain zero-padded
+    ``nn.Conv2d`` (which becomes a :class:`Bf16Conv2d`) by its bfloat16 rounding (half the memory);
+    biases, linear layers and the packed layers' epilogues stay float32. The rounding cannot be
+    undone: asking a bf16 model for ``"fp32"`` raises, and :func:`bidrn.deploy.save` refuses it;
+    load the file again.
     """
     resolved = resolve_dense_precision(precision)
     current = dense_precision(model)
     if resolved == current:
         return resolved
     if current == "bf16":
-        raise BidrnError("this model's 1×1 weights were rounded to bfloat16; load the file again for fp32")
+        raise BidrnError("this model's conv weights were rounded to bfloat16; load the file again for fp32")
     for module in model.modules():
-        if isinstance(module, PointwiseConv2d):
+        if _rounds_to_bf16(module):
+            if type(module) is nn.Conv2d:
+                module.__class__ = Bf16Conv2d
             module.weight.data = module.weight.data.to(torch.bfloat16)
     return resolved
 
