@@ -110,7 +110,7 @@ def main() -> None:
         "--dense-precision",
         choices=("auto", "fp32", "bf16"),
         default="auto",
-        help="the 1x1 full-precision GEMMs, as bidrn predict --dense-precision",
+        help="the full-precision convs, as bidrn predict --dense-precision",
     )
     args = parser.parse_args()
 
@@ -138,7 +138,7 @@ def main() -> None:
     timed = sum(median.values())
     print(
         f"frozen BiDRN, {args.size} size, batch {args.batch}, threads {args.threads}, {args.repeats} runs, "
-        f"1x1 GEMMs {precision}"
+        f"full-precision convs {precision}"
     )
 
     print(f"whole call {total * 1e3:.1f} ms (median); timed layers {timed * 1e3:.1f} ms ({len(median)})")

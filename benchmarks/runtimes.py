@@ -12,7 +12,7 @@ Hand4Whole (full precision, same registry model as ``bidrn.create_model("hand4wh
 to ONNX once and run in ONNX Runtime (fp32, and int8: static QDQ quantization, per-channel weights,
 calibrated on the benchmark's own images) and OpenVINO (fp32, bf16 precision hint, and int8: the
 same QDQ model), next to PyTorch eager fp32 and the frozen BiDRN (``bidrn.deploy``: packed 1-bit
-layers), with its 1×1 full-precision GEMMs in the precision ``bidrn predict`` uses here
+layers), with its full-precision convs in the precision ``bidrn predict`` uses here
 (``--dense-precision``, default ``auto``: bf16 where the CPU has bf16 dot products) and, when that
 is not fp32, once more in exact fp32. Before anything is timed, every runtime's outputs are
 compared with its reference (Hand4Whole eager fp32; the simulated BiDRN for the frozen one) and
@@ -225,9 +225,9 @@ def benchmark(args: argparse.Namespace) -> dict:
         exact = freeze(simulated, example_inputs=(images[:1],))
     fast = copy.deepcopy(exact)
     precision = set_dense_precision(fast, args.dense_precision)
-    frozen = {f"BiDRN frozen (bidrn.deploy, 1x1 GEMMs {precision})": fast}
+    frozen = {f"BiDRN frozen (bidrn.deploy, FP convs {precision})": fast}
     if precision != "fp32":
-        frozen["BiDRN frozen (bidrn.deploy, 1x1 GEMMs fp32)"] = exact
+        frozen["BiDRN frozen (bidrn.deploy, FP convs fp32)"] = exact
 
     report = {
         "machine": {
@@ -422,7 +422,7 @@ def main() -> None:
         "--dense-precision",
         choices=("auto", "fp32", "bf16"),
         default="auto",
-        help="the frozen BiDRN's 1x1 GEMMs, as bidrn predict --dense-precision",
+        help="the frozen BiDRN's full-precision convs, as bidrn predict --dense-precision",
     )
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     parser.add_argument("--rss", action="store_true", help="measure peak RSS instead of latency")

@@ -246,7 +246,7 @@ class Predictor:
 
     @property
     def dense_precision(self) -> str:
-        """Precision of the frozen model's 1×1 full-precision GEMMs (``"fp32"`` or ``"bf16"``)."""
+        """Precision of the frozen model's full-precision convs (``"fp32"`` or ``"bf16"``)."""
         return dense_precision(self.model)
 
     @torch.no_grad()

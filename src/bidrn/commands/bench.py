@@ -128,7 +128,7 @@ def _print_tables(report: dict) -> None:
     print("(speedup: single calls interleaved, cold weights; steady: bursts of five calls)")
     if report["end_to_end"]:
         precision = machine["dense_precision"]
-        print(f"\n(frozen: 1x1 full-precision GEMMs in {precision}, as bidrn predict runs them)")
+        print(f"\n(frozen: full-precision convs in {precision}, as bidrn predict runs them)")
         print(
             f"{'end to end':10s} {'batch':>5s} {'thr':>3s} {'H4W fp32':>10s} {'simulated':>10s} "
             f"{'frozen':>10s} {'vs H4W':>7s}"

@@ -137,7 +137,7 @@ def load_model(
             outputs include meshes; ``None`` attaches none.
         model_name: registry name for a training checkpoint that does not record its model.
         overrides: constructor overrides applied over the checkpoint's (training checkpoints).
-        dense_precision: precision of a frozen model's 1×1 full-precision GEMMs on CPU
+        dense_precision: precision of a frozen model's full-precision convs on CPU
             (:func:`bidrn.deploy.dense.set_dense_precision`): ``"auto"`` (bfloat16 where the CPU
             has bf16 dot products), ``"fp32"`` (exact) or ``"bf16"``.
 
@@ -217,7 +217,7 @@ def _ready(
 ) -> nn.Module:
     """``model`` on ``device`` in eval mode with ``body_model`` attached (it moves to the images' device).
 
-    On CPU, where packed layers run, its 1×1 full-precision GEMMs are set to ``precision``.
+    On CPU, where packed layers run, its full-precision convs are set to ``precision``.
     """
     model = model.to(device).eval()
     if device.type == "cpu":
