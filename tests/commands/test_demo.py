@@ -29,7 +29,9 @@ def demo_run(checkpoints, tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("demo") / "out"
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        code = main(["demo", "--out", str(out_dir), "--checkpoint", str(checkpoints["training"])])
+        # fp32 full-precision convs: the demo's errors are compared with the simulated model's below
+        code = main(["demo", "--out", str(out_dir), "--checkpoint", str(checkpoints["training"]),
+                     "--dense-precision", "fp32"])  # fmt: skip
     return code, stdout.getvalue(), out_dir
 
 
@@ -38,7 +40,7 @@ def eval_demo_sample(checkpoint, report, capsys):
     data = f"synth:{samples_path() / 'synth-test'}"
     capsys.readouterr()
     assert main(["eval", "--checkpoint", str(checkpoint), "--data", data, "--json", str(report),
-                 "--device", "cpu"]) == 0  # fmt: skip
+                 "--device", "cpu", "--dense-precision", "fp32"]) == 0  # fmt: skip
     return json.loads(report.read_text())
 
 
@@ -56,6 +58,8 @@ def test_demo_writes_every_output_for_both_samples(demo_run):
             assert (out_dir / f"{name}_p0_{suffix}").stat().st_size > 0
     records = [json.loads(line) for line in (out_dir / "predictions.jsonl").read_text().splitlines()]
     assert [r["name"] for r in records] == ["synthetic", "astronaut"]
+    params = json.loads((out_dir / "synthetic_p0_params.json").read_text())["metadata"]
+    assert params["inference"] == "frozen 1-bit" and params["dense_precision"] == "fp32"
     assert str(out_dir.resolve()) in out
 
 
