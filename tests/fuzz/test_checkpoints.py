@@ -273,7 +273,7 @@ def test_frozen_float64_tensors_in_a_float32_file_are_refused(tiny, tmp_path):
 
 @pytest.fixture(scope="module")
 def frozen_model(tiny):
-    return load_model(tiny["frozen"], "cpu")[0]
+    return load_model(tiny["frozen"], "cpu", dense_precision="fp32")[0]  # exact: these tests save it
 
 
 def test_fp16_frozen_file_loads_and_predicts_like_the_float32_one(tiny, frozen_model, tmp_path):
