@@ -165,9 +165,10 @@ def set_isa(name: str) -> None:
 def native_bf16() -> bool:
     """Whether this CPU has bfloat16 dot-product instructions (AVX512_BF16, or BF16 on AArch64).
 
-    ``False`` without the compiled extension (nothing to ask).
+    ``False`` without the compiled extension, or with one built before it could tell.
     """
-    return _extension is not None and bool(_extension.native_bf16())
+    ask = getattr(_extension, "native_bf16", None)
+    return ask is not None and bool(ask())
 
 
 def thread_backend() -> str:

@@ -44,8 +44,6 @@ inline typename V::F pooled_residual(const RowPostOps& p, int64_t oh, int64_t ow
   return V::div(total, V::set1(static_cast<float>((y1 - y0) * (x1 - x0))));
 }
 
-// Which post-ops run. The common combinations are template arguments of epilogue_with (no branch per
-// vector); any other combination runs the kDynamic instantiation, which tests the runtime mask.
 // Fully unrolled loops over a tile's pixels keep its results in registers.
 #if defined(__clang__)
 #define BIDRN_UNROLL _Pragma("clang loop unroll(full)")
@@ -58,6 +56,8 @@ inline typename V::F pooled_residual(const RowPostOps& p, int64_t oh, int64_t ow
 // Most pixels a kernel set passes to the epilogue at once.
 constexpr int kMaxTilePixels = 8;
 
+// Which post-ops run. The common combinations are template arguments of epilogue_with (no branch per
+// vector); any other combination runs the kDynamic instantiation, which tests the runtime mask.
 enum PostOpFlag : unsigned { kSlope = 1, kResidual = 2, kPool = 4, kScale = 8, kEarlier = 16, kClamp = 32, kDynamic = 64 };
 
 template <class V, unsigned Ops>
@@ -85,8 +85,8 @@ inline void epilogue_with(const ConvArgs& a, const RowPostOps& p, unsigned mask,
     const F post_shift = scale_on ? V::load_n(p.shift + oc, width) : V::set1(0.0f);
     // Every load of the tile before its first store: the output often lies a multiple of 4 KiB
     // away from the residual or accumulated tensor (same shapes, page-aligned), and a load behind a
-    // store with the same low 12 address bits waits for that store (4K aliasing; measured 2x on a
-    // unit's epilogue).
+    // store with the same low 12 address bits waits for that store (4K aliasing; a Fusion Up branch
+    // took 0.73 ms with its output and accumulated tensor congruent mod 4 KiB, 0.38-0.46 now).
     F results[kMaxTilePixels] = {};
     BIDRN_UNROLL
     for (int i = 0; i < kMaxTilePixels && i < pixels; ++i) {
