@@ -29,6 +29,7 @@ constexpr uint32_t kAbiVersion = 2;
 
 constexpr int64_t kOcBlock = 8;   // output channels per weight word group
 constexpr int64_t kOcChunk = 32;  // output channels per job (out_channels_padded is a multiple)
+constexpr int kMaxTilePixels = 8;  // output pixels one epilogue call finishes at most (tiles.hpp checks)
 
 // One packing pass: float activations -> sign bits in a zero-bordered buffer.
 struct PackArgs {

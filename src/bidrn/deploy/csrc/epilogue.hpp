@@ -53,9 +53,6 @@ inline typename V::F pooled_residual(const RowPostOps& p, int64_t oh, int64_t ow
 #define BIDRN_UNROLL
 #endif
 
-// Most pixels a kernel set passes to the epilogue at once.
-constexpr int kMaxTilePixels = 8;
-
 // Which post-ops run. The common combinations are template arguments of epilogue_with (no branch per
 // vector); any other combination runs the kDynamic instantiation, which tests the runtime mask.
 enum PostOpFlag : unsigned { kSlope = 1, kResidual = 2, kPool = 4, kScale = 8, kEarlier = 16, kClamp = 32, kDynamic = 64 };
