@@ -6,8 +6,8 @@ Usage::
     python benchmarks/dense_precision.py --data synth:runs/synth-test   # the bundled weights
     python benchmarks/dense_precision.py --data synth:runs/synth-test --checkpoint model.bidrn.safetensors
 
-The frozen file is loaded twice, with ``dense_precision="fp32"`` (exact) and ``"bf16"`` (the 1×1
-full-precision GEMMs in bfloat16, :func:`bidrn.deploy.dense.set_dense_precision`), and evaluated on
+The frozen file is loaded twice, with ``dense_precision="fp32"`` (exact) and ``"bf16"`` (its
+full-precision convs in bfloat16, :func:`bidrn.deploy.dense.set_dense_precision`), and evaluated on
 the same samples. Printed: every Table 1 column for both and their difference, and the mean
 distance between the two predicted meshes, each centred (how much single predictions move). The
 issue's rule: a reduced precision may be the default only if it moves MPVPE by at most 1 mm.
@@ -36,14 +36,15 @@ PRECISIONS = ("fp32", "bf16")
 def run(checkpoint: Path, data: str, batch_size: int) -> dict[str, EvaluationResult]:
     """Evaluate ``checkpoint`` on ``data`` once per precision, collecting the predicted meshes."""
     context = init_distributed("cpu")
+    models = {precision: load_model(checkpoint, dense_precision=precision) for precision in PRECISIONS}
+    body_model = load_body_model(models["fp32"][1].body_model)  # one file: one body model, one crop size
+    dataset = fit_to_model(open_dataset(data, train=False, body_model=body_model), models["fp32"][0])
+    topology = mesh_topology(body_model)
     results = {}
-    for precision in PRECISIONS:
-        model, info = load_model(checkpoint, dense_precision=precision)
-        body_model = load_body_model(info.body_model)
+    for precision, (model, _) in models.items():
         model.attach_body_model(body_model)
-        dataset = fit_to_model(open_dataset(data, train=False, body_model=body_model), model)
         results[precision] = evaluate(
-            model, dataset, mesh_topology(body_model), batch_size=batch_size, context=context, collect=True
+            model, dataset, topology, batch_size=batch_size, context=context, collect=True
         )
     return results
 

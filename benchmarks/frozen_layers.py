@@ -27,7 +27,7 @@ from torch import nn
 
 import bidrn
 from bidrn.deploy import freeze
-from bidrn.deploy.dense import set_dense_precision
+from bidrn.deploy.dense import DENSE_PRECISIONS, set_dense_precision
 from bidrn.deploy.fusion import FusedLocalConvResidual
 from bidrn.deploy.layers import PackedBinaryConvTranspose2d, PackedBinaryLayer
 from bidrn.engine.protocols import PROTOCOLS
@@ -108,7 +108,7 @@ def main() -> None:
     parser.add_argument("--slowest", type=int, default=20, help="layers listed one by one")
     parser.add_argument(
         "--dense-precision",
-        choices=("auto", "fp32", "bf16"),
+        choices=DENSE_PRECISIONS,
         default="auto",
         help="the full-precision convs, as bidrn predict --dense-precision",
     )

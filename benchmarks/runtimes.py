@@ -46,7 +46,7 @@ import torch
 
 import bidrn
 from bidrn.deploy import freeze, kernels
-from bidrn.deploy.dense import set_dense_precision
+from bidrn.deploy.dense import DENSE_PRECISIONS, set_dense_precision
 
 # Worst relative error allowed before timing (max |a - b| / max |b| over an output, worst output).
 TOLERANCE = {"fp32": 1e-3, "bf16": 0.1, "int8": 0.3, "frozen": 0.3}
@@ -420,7 +420,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--dense-precision",
-        choices=("auto", "fp32", "bf16"),
+        choices=DENSE_PRECISIONS,
         default="auto",
         help="the frozen BiDRN's full-precision convs, as bidrn predict --dense-precision",
     )
