@@ -193,6 +193,8 @@ class Predictor:
         self, model: nn.Module, body_model: nn.Module, device: torch.device, info: ModelInfo
     ) -> None:
         self.model = model.to(device).eval()
+        self.dense_precision = dense_precision(self.model)
+        """Precision of the frozen model's full-precision convs (``"fp32"`` or ``"bf16"``)."""
         self.body_model = body_model.to(device)
         self.model.attach_body_model(self.body_model)
         self.device = device
@@ -243,11 +245,6 @@ class Predictor:
         if not self.info.binarized:
             return "full precision"
         return "frozen 1-bit" if self.info.frozen else "simulated"
-
-    @property
-    def dense_precision(self) -> str:
-        """Precision of the frozen model's full-precision convs (``"fp32"`` or ``"bf16"``)."""
-        return dense_precision(self.model)
 
     @torch.no_grad()
     def run(self, pixels: torch.Tensor) -> WholeBodyOutput:
