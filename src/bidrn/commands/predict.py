@@ -141,7 +141,7 @@ def load_predictor(args: argparse.Namespace, frozen: bool | None = None) -> Pred
             getattr(args, "body_model", None),
             device,
             frozen,
-            getattr(args, "dense_precision", "auto"),
+            args.dense_precision,
         )
     except FreezeError as error:
         raise BidrnError(f"{error} (--simulated)") from None
