@@ -205,3 +205,22 @@ def test_a_conv_can_join_only_a_conv_of_the_same_job_space():
     second.out_h = 2
     with pytest.raises(ValueError, match="joins_previous"):
         kernels.run((pack.args, first, second))
+
+
+@pytest.mark.skipif(not kernels.extension_available(), reason="compiled kernels not built")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_quantize_u8_equals_its_formula_on_strided_inputs(threads):
+    torch.manual_seed(6)
+    x = (torch.rand(2, 37, 9, 11) * 6 - 3).contiguous(memory_format=torch.channels_last)
+    view = x[:, :, ::2, 1::2].permute(0, 2, 3, 1)  # NHWC with strides, as a stride-2 1x1 conv reads it
+    view[0, 0, 0, :4] = torch.tensor([-1.0, 1.0, 0.0, 0.5 / 127])  # bounds, zero point, a tie
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        actual = kernels.quantize_u8(view, 127.0, 128)
+    finally:
+        torch.set_num_threads(previous)
+    expected = torch.floor(view * 127.0 + 128.5).clamp(0, 255).to(torch.uint8)
+    assert actual.is_contiguous() and actual.dtype == torch.uint8 and torch.equal(actual, expected)
+    assert actual.min() == 0 and actual.max() == 255  # values beyond the bounds saturate
+    assert actual[0, 0, 0, :3].tolist() == [1, 255, 128]

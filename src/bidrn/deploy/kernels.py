@@ -6,11 +6,12 @@ available (see setup.py). At import it picks the best kernel set this CPU suppor
 (AArch64) or ``generic`` (portable C++). :func:`set_isa` forces one, and ``"reference"`` selects
 the pure-torch path (:mod:`bidrn.deploy.reference`).
 
-The kernels take two named argument structs, :class:`PackArgs` and :class:`ConvArgs` (the ctypes
-mirrors of ``csrc/bitconv.hpp``); at import every field's offset is checked against the compiled
-extension's, and an extension built for another ABI version is not used. One extension call,
-:func:`run`, executes a sequence of them (pack, then one or more convolutions) with the GIL
-released.
+The kernels take named argument structs, :class:`PackArgs`, :class:`ConvArgs` and
+:class:`QuantizeArgs` (the ctypes mirrors of ``csrc/bitconv.hpp``); at import every field's offset
+is checked against the compiled extension's, and an extension built for another ABI version is not
+used. One extension call, :func:`run`, executes a sequence of them (pack, then one or more
+convolutions; or a uint8 quantization pass for the int8 GEMMs of :mod:`bidrn.deploy.dense`) with
+the GIL released.
 
 Environment variables:
 
@@ -41,7 +42,7 @@ from bidrn.errors import BidrnError
 #: name of the pure-torch path in :func:`set_isa` / :func:`active_isa`
 REFERENCE = "reference"
 #: ABI version of the argument structs (``kAbiVersion`` in csrc/bitconv.hpp)
-ABI_VERSION = 2
+ABI_VERSION = 3
 
 _U32, _I64, _F32, _POINTER = ctypes.c_uint32, ctypes.c_int64, ctypes.c_float, ctypes.c_void_p
 
@@ -88,6 +89,19 @@ class ConvArgs(ctypes.Structure):
     ]
 
 
+class QuantizeArgs(ctypes.Structure):
+    """Arguments of one float -> uint8 quantization pass (``QuantizeArgs`` in csrc/bitconv.hpp)."""
+
+    _fields_ = [
+        ("abi_version", _U32),
+        ("struct_size", _U32),
+        *_pointers("input", "out"),
+        *_integers("batch", "in_h", "in_w", "channels", "in_stride_n", "in_stride_h", "in_stride_w"),
+        ("inverse_scale", _F32),
+        ("zero_point", _F32),
+    ]
+
+
 def _new(struct: type[ctypes.Structure], **fields: int | float) -> ctypes.Structure:
     return struct(abi_version=ABI_VERSION, struct_size=ctypes.sizeof(struct), **fields)
 
@@ -100,7 +114,7 @@ def _abi_problem(extension: ModuleType) -> str:
         return "built for an older ABI"
     if layout["version"] != ABI_VERSION:
         return f"built for ABI version {layout['version']}, this code needs {ABI_VERSION}"
-    for struct in (PackArgs, ConvArgs):
+    for struct in (PackArgs, ConvArgs, QuantizeArgs):
         size, fields = layout[struct.__name__]
         ours = tuple((name, getattr(struct, name).offset) for name, _ in struct._fields_)
         if size != ctypes.sizeof(struct) or tuple(fields) != ours:
@@ -171,6 +185,14 @@ def native_bf16() -> bool:
     return ask is not None and bool(ask())
 
 
+def native_int8() -> bool:
+    """Whether this CPU has 8-bit dot-product instructions (AVX512_VNNI or AVX-VNNI).
+
+    oneDNN's u8 x s8 GEMMs need them to be fast and exact; ``False`` without the compiled extension.
+    """
+    return _extension is not None and bool(_extension.native_int8())
+
+
 def thread_backend() -> str:
     """Where the kernels run in parallel: ``"openmp"`` (the process's OpenMP team, torch's) or ``"pool"``.
 
@@ -203,12 +225,50 @@ def use_compiled() -> bool:
 
 
 def run(steps: Sequence[ctypes.Structure]) -> None:
-    """Execute :class:`PackArgs` / :class:`ConvArgs` steps in order, on ``torch.get_num_threads()`` threads.
+    """Execute :class:`PackArgs` / :class:`QuantizeArgs` / :class:`ConvArgs` steps in order.
+
+    They run on ``torch.get_num_threads()`` threads.
 
     The structs are copied (and checked) before the kernels start, so a caller may refill them as
     soon as this returns; the tensors they point at must stay alive until then.
     """
     _extension.run(tuple(steps), torch.get_num_threads())
+
+
+def quantize_u8(x: Tensor, inverse_scale: float, zero_point: int) -> Tensor:
+    """``min(max(floor(x * inverse_scale + zero_point + 0.5), 0), 255)`` as uint8, channels-last.
+
+    Args:
+        x: float32 (N, H, W, C) with unit channel stride (any other strides, e.g. a strided or
+            permuted view of an NCHW channels-last tensor).
+        inverse_scale: 1 / the quantization step.
+        zero_point: the uint8 value of 0.
+
+    Returns:
+        A contiguous (N, H, W, C) uint8 tensor: one pass of the compiled kernels, or the same formula
+        in torch without them (the two round alike and agree exactly).
+    """
+    if not use_compiled():
+        return torch.floor(x * inverse_scale + (zero_point + 0.5)).clamp_(0, 255).to(torch.uint8)
+    _unit_channel_stride(x, "quantize input")
+    out = torch.empty(x.shape, dtype=torch.uint8)
+    batch, height, width, channels = x.shape
+    args = _new(
+        QuantizeArgs,
+        input=x.data_ptr(),
+        out=out.data_ptr(),
+        batch=batch,
+        in_h=height,
+        in_w=width,
+        channels=channels,
+        in_stride_n=x.stride(0),
+        in_stride_h=x.stride(1),
+        in_stride_w=x.stride(2),
+        inverse_scale=inverse_scale,
+        zero_point=zero_point,
+    )
+    run((args,))
+    return out
 
 
 @dataclass(frozen=True)

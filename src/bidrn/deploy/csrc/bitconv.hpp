@@ -25,7 +25,7 @@
 namespace bidrn {
 
 // Raised whenever a field of PackArgs or ConvArgs is added, removed, retyped or reordered.
-constexpr uint32_t kAbiVersion = 2;
+constexpr uint32_t kAbiVersion = 3;
 
 constexpr int64_t kOcBlock = 8;   // output channels per weight word group
 constexpr int64_t kOcChunk = 32;  // output channels per job (out_channels_padded is a multiple)
@@ -83,11 +83,27 @@ struct ConvArgs {
   int64_t joins_previous;
 };
 
+// One quantization pass: float activations -> uint8 with one scale and zero point, for the int8
+// GEMMs of a frozen model's full-precision 1x1 convs (bidrn/deploy/dense.py):
+//   out = min(max(floor(x * inverse_scale + zero_point + 0.5), 0), 255).
+struct QuantizeArgs {
+  uint32_t abi_version;     // kAbiVersion
+  uint32_t struct_size;     // sizeof(QuantizeArgs)
+  const float* input;       // element (n, h, w, c) at n*in_stride_n + h*in_stride_h + w*in_stride_w + c
+  uint8_t* out;             // (batch, in_h, in_w, channels), contiguous
+  int64_t batch, in_h, in_w, channels;
+  int64_t in_stride_n, in_stride_h, in_stride_w;  // in floats
+  float inverse_scale, zero_point;
+};
+
 // Field lists, in declaration order, for abi_layout() (module.cpp) and its Python check.
 #define BIDRN_PACK_FIELDS(X)                                                                             \
   X(abi_version) X(struct_size) X(input) X(threshold) X(packed) X(sample_mean_abs) X(batch) X(in_h)     \
   X(in_w) X(channels) X(buf_h) X(buf_w) X(buf_top) X(buf_left) X(pixel_words) X(in_stride_n)            \
   X(in_stride_h) X(in_stride_w)
+#define BIDRN_QUANTIZE_FIELDS(X)                                                                         \
+  X(abi_version) X(struct_size) X(input) X(out) X(batch) X(in_h) X(in_w) X(channels) X(in_stride_n)      \
+  X(in_stride_h) X(in_stride_w) X(inverse_scale) X(zero_point)
 #define BIDRN_CONV_FIELDS(X)                                                                              \
   X(abi_version) X(struct_size) X(packed) X(weights) X(tap_sums) X(multiplier) X(addend) X(sample_scale)  \
   X(out) X(batch) X(in_h) X(in_w) X(buf_h) X(buf_w) X(buf_top) X(buf_left) X(pixel_words)                \
@@ -150,6 +166,10 @@ inline Interior interior_columns(const ConvArgs& a) {
 // `count` output channels from `oc`; `correction` receives `count` values (common.cpp).
 void border_correction(const ConvArgs& a, int64_t oh, int64_t ow, int64_t oc, int64_t count,
                        int32_t* correction);
+
+// Quantize rows [begin, end) of the flattened (batch, in_h) range (common.cpp; plain C++ that the
+// compiler vectorizes, the same for every kernel set).
+void quantize_rows(const QuantizeArgs& a, int64_t begin, int64_t end);
 
 // Kernel sets; the x86 ones exist only in builds for x86 with GCC or Clang.
 const KernelSet& generic_kernels();

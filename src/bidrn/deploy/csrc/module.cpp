@@ -59,6 +59,25 @@ bool native_bf16() {
 #endif
 }
 
+// Whether the CPU has 8-bit integer dot products that oneDNN's u8 x s8 GEMMs use (x86: AVX512_VNNI,
+// CPUID leaf 7 ECX bit 11, or AVX-VNNI, leaf 7 sub-leaf 1 EAX bit 4). Without them oneDNN falls back
+// to 16-bit intermediate sums that can saturate, so int8 is never chosen there.
+bool native_int8() {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  __builtin_cpu_init();
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__builtin_cpu_supports("avx512f") && __get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) && ((ecx >> 11) & 1u))
+    return true;
+  return __builtin_cpu_supports("avx2") && __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) && ((eax >> 4) & 1u);
+#else
+  return false;
+#endif
+}
+
+static_assert(sizeof(PackArgs) != sizeof(QuantizeArgs) && sizeof(PackArgs) != sizeof(ConvArgs) &&
+                  sizeof(QuantizeArgs) != sizeof(ConvArgs),
+              "run() tells the argument structs apart by their size");
+
 // Copy a ctypes struct (any object with the buffer protocol) of type T, checking size and version.
 template <typename T>
 bool read_struct(PyObject* object, T* out, const char* what) {
@@ -147,10 +166,21 @@ void run_convs(const ConvArgs* convs, size_t count, int threads) {
   });
 }
 
-// One step of run(): a packing pass, or a group of convolutions (ConvArgs::joins_previous).
+bool check_quantize(const QuantizeArgs& a) {
+  if (!a.input || !a.out || a.batch < 0 || a.in_h < 0 || a.in_w < 0 || a.channels < 0 ||
+      !(a.inverse_scale > 0.0f)) {
+    PyErr_SetString(PyExc_ValueError, "quantize: null pointer, negative size or non-positive scale");
+    return false;
+  }
+  return true;
+}
+
+// One step of run(): a packing pass, a quantization pass, or a group of convolutions
+// (ConvArgs::joins_previous).
 struct Step {
-  bool is_pack;
+  enum Kind { kPack, kQuantize, kConvs } kind;
   PackArgs pack;
+  QuantizeArgs quantize;
   std::vector<ConvArgs> convs;
 };
 
@@ -163,18 +193,24 @@ bool read_step(PyObject* object, std::vector<Step>* steps) {
   if (view.len >= static_cast<Py_ssize_t>(sizeof(header))) std::memcpy(header, view.buf, sizeof(header));
   PyBuffer_Release(&view);
   if (header[1] == sizeof(PackArgs)) {
-    Step step{true, {}, {}};
+    Step step{Step::kPack, {}, {}, {}};
     if (!read_struct(object, &step.pack, "pack arguments") || !check_pack(step.pack)) return false;
+    steps->push_back(std::move(step));
+    return true;
+  }
+  if (header[1] == sizeof(QuantizeArgs)) {
+    Step step{Step::kQuantize, {}, {}, {}};
+    if (!read_struct(object, &step.quantize, "quantize arguments") || !check_quantize(step.quantize)) return false;
     steps->push_back(std::move(step));
     return true;
   }
   ConvArgs conv;
   if (!read_struct(object, &conv, "conv arguments") || !check_conv(conv)) return false;
   if (!conv.joins_previous) {
-    steps->push_back(Step{false, {}, {conv}});
+    steps->push_back(Step{Step::kConvs, {}, {}, {conv}});
     return true;
   }
-  if (steps->empty() || steps->back().is_pack) {
+  if (steps->empty() || steps->back().kind != Step::kConvs) {
     PyErr_SetString(PyExc_ValueError, "conv: joins_previous needs a conv before it");
     return false;
   }
@@ -188,7 +224,8 @@ bool read_step(PyObject* object, std::vector<Step>* steps) {
   return true;
 }
 
-// run(steps, threads): PackArgs and ConvArgs structs, executed in order with the GIL released.
+// run(steps, threads): PackArgs, QuantizeArgs and ConvArgs structs, executed in order with the GIL
+// released.
 PyObject* py_run(PyObject*, PyObject* args) {
   PyObject* objects;
   int threads;
@@ -199,21 +236,35 @@ PyObject* py_run(PyObject*, PyObject* args) {
   for (Py_ssize_t i = 0; i < count; ++i)
     if (!read_step(PyTuple_GET_ITEM(objects, i), &steps)) return nullptr;
   Py_BEGIN_ALLOW_THREADS for (const Step& step : steps) {
-    if (step.is_pack)
-      run_pack(step.pack, threads);
-    else
-      run_convs(step.convs.data(), step.convs.size(), threads);
+    switch (step.kind) {
+      case Step::kPack:
+        run_pack(step.pack, threads);
+        break;
+      case Step::kQuantize: {
+        const QuantizeArgs& quantize = step.quantize;
+        parallel_for(quantize.batch * quantize.in_h, threads,
+                     [&](int64_t b, int64_t e) { quantize_rows(quantize, b, e); });
+        break;
+      }
+      case Step::kConvs:
+        run_convs(step.convs.data(), step.convs.size(), threads);
+        break;
+    }
   }
   Py_END_ALLOW_THREADS Py_RETURN_NONE;
 }
 
-// {"version": kAbiVersion, "PackArgs": (size, ((field, offset), ...)), "ConvArgs": (...)}
+// {"version": kAbiVersion, "PackArgs": (size, ((field, offset), ...)), "ConvArgs": (...),
+//  "QuantizeArgs": (...)}
 PyObject* py_abi_layout(PyObject*, PyObject*) {
 #define BIDRN_FIELD_PAIR(type, name) Py_BuildValue("(sn)", #name, static_cast<Py_ssize_t>(offsetof(type, name))),
 #define BIDRN_PACK_PAIR(name) BIDRN_FIELD_PAIR(PackArgs, name)
 #define BIDRN_CONV_PAIR(name) BIDRN_FIELD_PAIR(ConvArgs, name)
+#define BIDRN_QUANTIZE_PAIR(name) BIDRN_FIELD_PAIR(QuantizeArgs, name)
   PyObject* pack_fields[] = {BIDRN_PACK_FIELDS(BIDRN_PACK_PAIR)};
   PyObject* conv_fields[] = {BIDRN_CONV_FIELDS(BIDRN_CONV_PAIR)};
+  PyObject* quantize_fields[] = {BIDRN_QUANTIZE_FIELDS(BIDRN_QUANTIZE_PAIR)};
+#undef BIDRN_QUANTIZE_PAIR
 #undef BIDRN_CONV_PAIR
 #undef BIDRN_PACK_PAIR
 #undef BIDRN_FIELD_PAIR
@@ -224,9 +275,12 @@ PyObject* py_abi_layout(PyObject*, PyObject*) {
   };
   constexpr size_t pack_count = sizeof(pack_fields) / sizeof(pack_fields[0]);
   constexpr size_t conv_count = sizeof(conv_fields) / sizeof(conv_fields[0]);
-  return Py_BuildValue("{s:I,s:(nN),s:(nN)}", "version", kAbiVersion, "PackArgs",
+  constexpr size_t quantize_count = sizeof(quantize_fields) / sizeof(quantize_fields[0]);
+  return Py_BuildValue("{s:I,s:(nN),s:(nN),s:(nN)}", "version", kAbiVersion, "PackArgs",
                        static_cast<Py_ssize_t>(sizeof(PackArgs)), as_tuple(pack_fields, pack_count), "ConvArgs",
-                       static_cast<Py_ssize_t>(sizeof(ConvArgs)), as_tuple(conv_fields, conv_count));
+                       static_cast<Py_ssize_t>(sizeof(ConvArgs)), as_tuple(conv_fields, conv_count),
+                       "QuantizeArgs", static_cast<Py_ssize_t>(sizeof(QuantizeArgs)),
+                       as_tuple(quantize_fields, quantize_count));
 }
 
 PyObject* py_supported_isas(PyObject*, PyObject*) {
@@ -242,6 +296,7 @@ PyObject* py_get_isa(PyObject*, PyObject*) { return PyUnicode_FromString(active-
 PyObject* py_planes(PyObject*, PyObject*) { return PyLong_FromLongLong(active->planes); }
 
 PyObject* py_native_bf16(PyObject*, PyObject*) { return PyBool_FromLong(native_bf16()); }
+PyObject* py_native_int8(PyObject*, PyObject*) { return PyBool_FromLong(native_int8()); }
 
 PyObject* py_get_threading(PyObject*, PyObject*) {
   return PyUnicode_FromString(thread_backend() == ThreadBackend::kOpenMP ? "openmp" : "pool");
@@ -275,14 +330,15 @@ PyObject* py_set_isa(PyObject*, PyObject* args) {
 }
 
 PyMethodDef methods[] = {
-    {"run", py_run, METH_VARARGS, "run(steps, threads): PackArgs and ConvArgs structs, executed in order."},
-    {"abi_layout", py_abi_layout, METH_NOARGS, "ABI version, sizes and field offsets of PackArgs and ConvArgs."},
+    {"run", py_run, METH_VARARGS, "run(steps, threads): PackArgs, QuantizeArgs and ConvArgs structs, in order."},
+    {"abi_layout", py_abi_layout, METH_NOARGS, "ABI version, sizes and field offsets of the argument structs."},
     {"planes", py_planes, METH_NOARGS, "Words the active kernel set stores per packed word (1 or 2)."},
     {"get_threading", py_get_threading, METH_NOARGS, "Where kernels run in parallel: openmp (the process's team) or pool."},
     {"set_threading", py_set_threading, METH_VARARGS, "Run kernels on the OpenMP team (openmp) or on own threads (pool)."},
     {"supported_isas", py_supported_isas, METH_NOARGS, "Kernel sets this CPU can run, best first."},
     {"get_isa", py_get_isa, METH_NOARGS, "Name of the kernel set in use."},
     {"native_bf16", py_native_bf16, METH_NOARGS, "Whether the CPU has bfloat16 dot-product instructions."},
+    {"native_int8", py_native_int8, METH_NOARGS, "Whether the CPU has int8 dot-product instructions (VNNI)."},
     {"set_isa", py_set_isa, METH_VARARGS, "Select a kernel set by name."},
     {nullptr, nullptr, 0, nullptr}};
 
