@@ -6,8 +6,10 @@ from torch import nn
 
 import bidrn
 from bidrn.binary import RPReLU
-from bidrn.deploy import freeze, load, save
-from bidrn.deploy.fusion import FusedBiDRB, FusedLocalConvResidual
+from bidrn.deploy import freeze, kernels, load, save
+from bidrn.deploy.dense import Int8PointwiseConv2d, PointwiseConv2d, set_dense_precision
+from bidrn.deploy.fusion import FusedBiDRB, FusedLocalConvResidual, bound_projection_inputs
+from bidrn.errors import BidrnError
 from bidrn.nets.bidrn import LocalConvResidual
 
 TINY = {"width": 0.125, "body_input": (64, 48), "hand_input": (64, 64), "face_input": (64, 64)}
@@ -127,3 +129,40 @@ def test_frozen_tiny_bidrn_matches_simulated_and_round_trips(tmp_path):
     loaded = load(path)
     with torch.no_grad():
         assert torch.equal(loaded(images).body_pose, actual.body_pose)
+
+
+def _projections(model):
+    return [m for m in model.modules() if isinstance(m, FusedBiDRB) and m.block_residual is not None]
+
+
+def test_block_residual_projections_know_their_inputs_are_hardtanh_clamped():
+    torch.manual_seed(0)
+    frozen = freeze(randomize(bidrn.create_model("bidrn", **TINY)))
+    blocks = [b for b in _projections(frozen) if isinstance(b.block_residual.projection, nn.Sequential)]
+    assert len(blocks) == 11  # stages 1-4 of the body and hand ResNet-50s, 2-4 of the face ResNet-18
+    # the first block's Hardtanh is its own; later ones were moved into the previous block's clamp
+    assert isinstance(blocks[0].preactivation, nn.Hardtanh) and blocks[1].input_clamp == (-1.0, 1.0)
+    assert all(b.block_residual.projection[0].input_bound == 1.0 for b in blocks)
+    others = [m for m in frozen.modules() if isinstance(m, PointwiseConv2d) and m.input_bound is None]
+    assert others and all("block_residual" not in name for name, m in frozen.named_modules() if m in others)
+    blocks[0].preactivation, blocks[0].block_residual.projection[0].input_bound = nn.ReLU(), None
+    assert bound_projection_inputs(frozen) == 10  # ReLU leaves the input unbounded
+    assert blocks[0].block_residual.projection[0].input_bound is None
+
+
+@pytest.mark.skipif(not kernels.native_int8(), reason="the CPU has no int8 dot products (VNNI)")
+def test_int8_frozen_bidrn_stays_close_and_is_not_saved(tmp_path):
+    torch.manual_seed(0)
+    model = randomize(bidrn.create_model("bidrn", **TINY))
+    images = torch.rand(2, 3, 128, 96, generator=torch.Generator().manual_seed(1))
+    exact, reduced = freeze(model), freeze(model)
+    assert set_dense_precision(reduced, "int8") == "int8"
+    assert sum(isinstance(m, Int8PointwiseConv2d) for m in reduced.modules()) == 11
+    with torch.no_grad():
+        expected, actual = exact(images), reduced(images)
+    # int8 moves every output a little (it can flip signs later binary layers see), never wildly
+    for name in ("body_pose", "lhand_pose", "shape", "cam_trans"):
+        reference, value = getattr(expected, name), getattr(actual, name)
+        assert 0 < (value - reference).abs().max() <= 0.5 * reference.abs().max() + 0.1, name
+    with pytest.raises(BidrnError, match="rounded to int8"):
+        save(reduced, tmp_path / "int8.bidrn.safetensors")

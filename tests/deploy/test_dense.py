@@ -9,6 +9,7 @@ from bidrn.deploy import freeze, frozen_layout, kernels, load, save
 from bidrn.deploy.dense import (
     DENSE_PRECISIONS,
     Bf16Conv2d,
+    Int8PointwiseConv2d,
     PointwiseConv2d,
     dense_precision,
     fold_batchnorm_into_conv,
@@ -159,7 +160,10 @@ def test_dense_precision_auto_follows_the_cpu_and_rounding_cannot_be_undone(monk
     model = nn.Sequential(nn.Conv2d(8, 8, 1), nn.Conv2d(8, 8, 3), nn.Linear(4, 4))
     use_pointwise_convs(model)
     monkeypatch.setattr(kernels, "native_bf16", lambda: False)
+    monkeypatch.setattr(kernels, "native_int8", lambda: False)
     assert resolve_dense_precision("auto") == "fp32"
+    with pytest.raises(BidrnError, match="int8 needs a CPU with int8 dot products"):
+        resolve_dense_precision("int8")
     assert set_dense_precision(model, "auto") == "fp32" and dense_precision(model) == "fp32"
     monkeypatch.setattr(kernels, "native_bf16", lambda: True)
     assert set_dense_precision(model, "auto") == "bf16" and dense_precision(model) == "bf16"
@@ -169,15 +173,60 @@ def test_dense_precision_auto_follows_the_cpu_and_rounding_cannot_be_undone(monk
     assert set_dense_precision(model, "bf16") == "bf16"
     with pytest.raises(BidrnError, match="load the file again"):
         set_dense_precision(model, "fp32")
-    with pytest.raises(BidrnError, match="must be one of auto, fp32, bf16"):
-        resolve_dense_precision("int8")
+    with pytest.raises(BidrnError, match="must be one of auto, fp32, bf16, int8"):
+        resolve_dense_precision("fp16")
+    monkeypatch.setattr(kernels, "native_int8", lambda: True)
+    assert resolve_dense_precision("auto") == "int8"
+
+
+native_int8 = pytest.mark.skipif(not kernels.native_int8(), reason="the CPU has no int8 dot products (VNNI)")
+
+
+@native_int8
+@pytest.mark.parametrize("stride", [1, 2])
+def test_int8_pointwise_conv_is_the_exact_product_of_its_quantized_operands(stride):
+    torch.manual_seed(5)
+    conv = nn.Conv2d(64, 48, 1, stride=stride)
+    use_pointwise_convs(conv)
+    conv.input_bound = 1.0
+    x = (torch.rand(2, 64, 9, 7) * 2 - 1).contiguous(memory_format=torch.channels_last)
+    exact = conv(x)
+    weight = conv.weight.detach().reshape(48, 64).double()
+    Int8PointwiseConv2d.quantize(conv)
+    actual = conv(x)
+    assert type(conv) is Int8PointwiseConv2d and conv.weight.dtype == torch.int8
+    assert actual.dtype == torch.float32 and actual.shape == exact.shape
+    # the reference: the same two roundings, multiplied in float64
+    pixels = x[:, :, ::stride, ::stride].permute(0, 2, 3, 1).double()
+    codes = torch.floor(pixels * 127 + 128.5).clamp(0, 255) - 128
+    step = weight.abs().amax(dim=1) / 127
+    assert torch.equal(conv.weight.reshape(48, 64).double(), torch.round(weight / step[:, None]))
+    product = (codes / 127) @ (conv.weight.reshape(48, 64).double() * step[:, None]).t() + conv.bias.double()
+    torch.testing.assert_close(actual.permute(0, 2, 3, 1).double(), product, rtol=1e-5, atol=1e-5)
+    # int8 rounding is visible, and only that
+    assert 1e-3 < ((actual - exact).abs().max() / exact.abs().max()).item() < 5e-2
+
+
+@native_int8
+def test_int8_needs_a_bounded_input_and_leaves_the_rest_to_bf16(monkeypatch):
+    monkeypatch.setattr(kernels, "native_bf16", lambda: True)
+    model = nn.Sequential(nn.Conv2d(8, 8, 1), nn.Conv2d(8, 8, 1), nn.Conv2d(8, 8, 3))
+    use_pointwise_convs(model)
+    model[0].input_bound = 1.0
+    assert set_dense_precision(model, "int8") == "int8" and dense_precision(model) == "int8"
+    assert [type(m) for m in model] == [Int8PointwiseConv2d, PointwiseConv2d, Bf16Conv2d]
+    assert model[1].weight.dtype == model[2].weight.dtype == torch.bfloat16
+    with pytest.raises(BidrnError, match="rounded to int8; load the file again"):
+        set_dense_precision(model, "bf16")
+    with pytest.raises(ValueError, match="bounded input"):
+        Int8PointwiseConv2d.quantize(PointwiseConv2d(8, 8, 1))
 
 
 def test_a_model_with_bf16_weights_is_not_saved(tmp_path):
     torch.manual_seed(2)
     frozen = freeze(_randomized(StemNet()), example_inputs=(torch.randn(2, 3, 10, 9),))
     set_dense_precision(frozen, "bf16")
-    with pytest.raises(BidrnError, match="rounded to bfloat16"):
+    with pytest.raises(BidrnError, match="rounded to bf16"):
         save(frozen, tmp_path / "stem.bidrn.safetensors")
     assert not (tmp_path / "stem.bidrn.safetensors").exists()
 

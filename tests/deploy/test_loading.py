@@ -111,10 +111,15 @@ def test_load_model_sets_the_dense_precision_of_frozen_models(files, monkeypatch
     for precision in ("fp32", "bf16"):
         model, _ = load_model(frozen_file, dense_precision=precision)
         assert dense_precision(model) == precision
+    monkeypatch.setattr(kernels, "native_int8", lambda: False)
     for native, expected in ((False, "fp32"), (True, "bf16")):
         monkeypatch.setattr(kernels, "native_bf16", lambda native=native: native)
         assert dense_precision(load_model(frozen_file)[0]) == expected
         assert dense_precision(load_model(stem, frozen=True)[0]) == expected
         assert dense_precision(load_model(stem, frozen=False, dense_precision="bf16")[0]) == "fp32"
+    # with VNNI auto is int8: loading re-derives which Block Residual projections have bounded inputs
+    monkeypatch.setattr(kernels, "native_int8", lambda: True)
+    assert dense_precision(load_model(frozen_file)[0]) == "int8"
+    assert dense_precision(load_model(stem, frozen=False)[0]) == "fp32"
     with pytest.raises(BidrnError, match="dense precision must be one of"):
         load_model(frozen_file, dense_precision="fp16")

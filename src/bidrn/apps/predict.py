@@ -194,7 +194,7 @@ class Predictor:
     ) -> None:
         self.model = model.to(device).eval()
         self.dense_precision = dense_precision(self.model)
-        """Precision of the frozen model's full-precision convs (``"fp32"`` or ``"bf16"``)."""
+        """Precision of the frozen model's full-precision convs (``"fp32"``, ``"bf16"`` or ``"int8"``)."""
         self.body_model = body_model.to(device)
         self.model.attach_body_model(self.body_model)
         self.device = device

@@ -16,15 +16,22 @@ in two exact (up to float rounding) ways:
 tree, so :func:`bidrn.deploy.load` repeats it on the rebuilt skeleton and the state-dict keys stay
 those of ``nn.Conv2d``.
 
-One reduced-precision mode, :func:`set_dense_precision`: the full-precision convs (the 7×7
-stems, the Block Residual projections of Eq. 11 and the heads' 1×1 channel reductions, most of the
-full-precision time) take bfloat16 weights and inputs; oneDNN accumulates in float32 and torch
-rounds the result to bfloat16 once, then the float32 bias is added. On CPUs with bfloat16 dot
-products (AVX512_BF16, AMX, Arm BF16) the GEMMs run 2.5–3× and the stems 1.6× faster, and it is the
-default (``"auto"``). On 1000 synthetic test samples it moves every Table 1 column of the bundled
-model by at most 0.41 mm (MPVPE ±0.00 mm), though single meshes move by 56 mm on average: the bf16
-rounding flips signs that later binary layers see (``benchmarks/dense_precision.py``,
-docs/deployment.md).
+Two reduced-precision modes, :func:`set_dense_precision`:
+
+* ``"bf16"``: the full-precision convs (the 7×7 stems, the Block Residual projections of Eq. 11
+  and the heads' 1×1 channel reductions, most of the full-precision time) take bfloat16 weights and
+  inputs; oneDNN accumulates in float32 and torch rounds the result to bfloat16 once, then the
+  float32 bias is added. On CPUs with bfloat16 dot products (AVX512_BF16, AMX, Arm BF16) the GEMMs
+  run 2.5–3× and the stems 1.6× faster. On 1000 synthetic test samples it moves every Table 1
+  column of the bundled model by at most 0.41 mm (MPVPE ±0.00 mm), though single meshes move by
+  56 mm on average: the rounding flips signs that later binary layers see.
+* ``"int8"``: as ``"bf16"`` where the CPU has bf16 dot products (else float32), and the Block
+  Residual projections whose input is bounded (:attr:`PointwiseConv2d.input_bound`: a BiDRB's
+  Hardtanh pre-activation keeps it in [-1, 1]) as uint8 × int8 GEMMs with float32 output
+  (:class:`Int8PointwiseConv2d`, oneDNN through PyTorch's x86 int8 backend; needs VNNI).
+
+``"auto"`` picks ``"int8"`` with VNNI, else ``"bf16"`` with bf16 dot products, else ``"fp32"``.
+Their effect on accuracy is measured by ``benchmarks/dense_precision.py`` (docs/deployment.md).
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ __all__ = [
     "DENSE_PRECISIONS",
     "Bf16Conv2d",
     "DensePrecision",
+    "Int8PointwiseConv2d",
     "PointwiseConv2d",
     "batchnorm_factors",
     "channels_last_convs",
@@ -53,9 +61,10 @@ __all__ = [
     "use_pointwise_convs",
 ]
 
-#: what :func:`set_dense_precision` accepts; ``"auto"`` is bf16 where the CPU has bf16 dot products
-DENSE_PRECISIONS = ("auto", "fp32", "bf16")
-DensePrecision = Literal["auto", "fp32", "bf16"]
+#: what :func:`set_dense_precision` accepts; ``"auto"`` is the fastest this CPU has native instructions for
+DENSE_PRECISIONS = ("auto", "fp32", "bf16", "int8")
+DensePrecision = Literal["auto", "fp32", "bf16", "int8"]
+ResolvedPrecision = Literal["fp32", "bf16", "int8"]
 
 
 class PointwiseConv2d(nn.Conv2d):
@@ -65,6 +74,11 @@ class PointwiseConv2d(nn.Conv2d):
     the product is accumulated in float32, returned in bfloat16 (torch's CPU GEMM has no float32
     output for bf16 operands), and the float32 bias is added as it is widened back to float32.
     """
+
+    #: the largest ``|x|`` the input can hold, when the network guarantees one (a BiDRB's Block
+    #: Residual projection reads the Hardtanh-clamped block input; set by
+    #: :func:`bidrn.deploy.fusion.bound_projection_inputs`); int8 precision needs it
+    input_bound: float | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         """Same result as ``nn.Conv2d.forward``; the output is a float32 channels-last NCHW tensor."""
@@ -100,49 +114,116 @@ class Bf16Conv2d(nn.Conv2d):
         return out.float() if self.bias is None else torch.add(out, self.bias.view(1, -1, 1, 1))
 
 
+class Int8PointwiseConv2d(PointwiseConv2d):
+    """A :class:`PointwiseConv2d` with a bounded input, run as a uint8 × int8 GEMM (``"int8"`` precision).
+
+    Made in place by :meth:`quantize`. The input, known to lie in ``[-input_bound, input_bound]``,
+    is quantized with the fixed step ``input_bound / 127`` around zero point 128
+    (:func:`bidrn.deploy.kernels.quantize_u8`, one pass that also gathers strided pixels); the
+    weight, per output channel, symmetrically to int8. oneDNN (``torch.ops.onednn``, PyTorch's x86
+    int8 backend) multiplies them with VNNI dot products, exact in int32, and returns
+    ``step · weight_scale · sum + bias`` in float32.
+    """
+
+    ZERO_POINT = 128
+
+    @classmethod
+    @torch.no_grad()
+    def quantize(cls, conv: PointwiseConv2d) -> Int8PointwiseConv2d:
+        """Turn ``conv`` (float32 weight, ``input_bound`` set) into an int8 conv in place and return it."""
+        if conv.input_bound is None or conv.weight.dtype != torch.float32:
+            raise ValueError("only float32 pointwise convs with a bounded input can run in int8")
+        weight = conv.weight.reshape(conv.out_channels, -1)
+        scale = weight.abs().amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny) / 127
+        conv.__class__ = cls
+        quantized = torch.round(weight / scale[:, None]).to(torch.int8)
+        conv.weight = nn.Parameter(quantized.view_as(conv.weight), requires_grad=False)
+        conv.weight_scale = scale
+        conv.weight_zero_point = torch.zeros(conv.out_channels, dtype=torch.int64)
+        conv.packed_weight = torch.ops.onednn.qlinear_prepack(quantized, None)
+        return conv
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``nn.Conv2d.forward`` up to int8 rounding; the output is a float32 channels-last NCHW tensor."""
+        stride_h, stride_w = self.stride
+        if (stride_h, stride_w) != (1, 1):
+            x = x[:, :, ::stride_h, ::stride_w]
+        batch, channels, height, width = x.shape
+        step = self.input_bound / 127
+        pixels = kernels.quantize_u8(x.permute(0, 2, 3, 1), 1 / step, self.ZERO_POINT).view(-1, channels)
+        out = torch.ops.onednn.qlinear_pointwise(
+            pixels, step, self.ZERO_POINT, self.packed_weight, self.weight_scale, self.weight_zero_point,
+            self.bias, 1.0, 0, torch.float32, "none", [], "",
+        )  # fmt: skip
+        return out.view(batch, height, width, self.out_channels).permute(0, 3, 1, 2)
+
+
 def _rounds_to_bf16(module: nn.Module) -> bool:
     """Whether :func:`set_dense_precision` rounds ``module``: 1×1 GEMMs and plain zero-padded convs."""
     plain = type(module) is nn.Conv2d and module.padding_mode == "zeros"
     return plain or isinstance(module, PointwiseConv2d | Bf16Conv2d)
 
 
-def resolve_dense_precision(precision: DensePrecision) -> Literal["fp32", "bf16"]:
-    """``precision`` with ``"auto"`` decided for this CPU: bf16 with bf16 dot products, else fp32."""
+def resolve_dense_precision(precision: DensePrecision) -> ResolvedPrecision:
+    """``precision`` with ``"auto"`` decided for this CPU: int8 with VNNI, else bf16, else fp32.
+
+    ``"auto"`` takes bf16 where the CPU has bf16 dot products. Raises
+    :class:`~bidrn.errors.BidrnError` for ``"int8"`` without VNNI.
+    """
     if precision not in DENSE_PRECISIONS:
         raise BidrnError(f"dense precision must be one of {', '.join(DENSE_PRECISIONS)}, not {precision!r}")
     if precision == "auto":
+        if kernels.native_int8():
+            return "int8"
         return "bf16" if kernels.native_bf16() else "fp32"
+    if precision == "int8" and not kernels.native_int8():
+        raise BidrnError(
+            "dense precision int8 needs a CPU with int8 dot products (AVX512_VNNI or AVX-VNNI) "
+            "and the compiled kernels; use bf16 or fp32"
+        )
     return precision
 
 
-def dense_precision(model: nn.Module) -> Literal["fp32", "bf16"]:
+def dense_precision(model: nn.Module) -> ResolvedPrecision:
     """The precision ``model``'s full-precision convs run in (fp32 when it has none)."""
-    rounded = any(_rounds_to_bf16(m) and m.weight.dtype == torch.bfloat16 for m in model.modules())
+    modules = list(model.modules())
+    if any(isinstance(m, Int8PointwiseConv2d) for m in modules):
+        return "int8"
+    rounded = any(_rounds_to_bf16(m) and m.weight.dtype == torch.bfloat16 for m in modules)
     return "bf16" if rounded else "fp32"
 
 
 @torch.no_grad()
-def set_dense_precision(model: nn.Module, precision: DensePrecision = "auto") -> Literal["fp32", "bf16"]:
-    """Run the full-precision convs of a frozen model in ``precision`` (in place); returns it, resolved.
+def set_dense_precision(model: nn.Module, precision: DensePrecision = "auto") -> ResolvedPrecision:
+    """Run the full-precision convs of a frozen model in ``precision`` (in place); returns what it runs.
 
     ``"bf16"`` replaces the weight of every :class:`PointwiseConv2d` and plain zero-padded
     ``nn.Conv2d`` (which becomes a :class:`Bf16Conv2d`) by its bfloat16 rounding (half the memory);
-    biases, linear layers and the packed layers' epilogues stay float32. The rounding cannot be
-    undone: asking a bf16 model for ``"fp32"`` raises, and :func:`bidrn.deploy.save` refuses it;
-    load the file again.
+    biases, linear layers and the packed layers' epilogues stay float32. ``"int8"`` first turns
+    every :class:`PointwiseConv2d` with an ``input_bound`` into an :class:`Int8PointwiseConv2d`,
+    then rounds the rest to bfloat16 where the CPU has bf16 dot products. The rounding cannot be
+    undone: asking a rounded model for another precision raises, and :func:`bidrn.deploy.save`
+    refuses it; load the file again.
     """
     resolved = resolve_dense_precision(precision)
     current = dense_precision(model)
     if resolved == current:
         return resolved
-    if current == "bf16":
-        raise BidrnError("this model's conv weights were rounded to bfloat16; load the file again for fp32")
-    for module in model.modules():
-        if _rounds_to_bf16(module):
-            if type(module) is nn.Conv2d:
-                module.__class__ = Bf16Conv2d
-            module.weight.data = module.weight.data.to(torch.bfloat16)
-    return resolved
+    if current != "fp32":
+        raise BidrnError(
+            f"this model's conv weights were rounded to {current}; load the file again for {resolved}"
+        )
+    if resolved == "int8":
+        for module in model.modules():
+            if isinstance(module, PointwiseConv2d) and module.input_bound is not None:
+                Int8PointwiseConv2d.quantize(module)
+    if resolved == "bf16" or (resolved == "int8" and kernels.native_bf16()):
+        for module in model.modules():
+            if _rounds_to_bf16(module) and not isinstance(module, Int8PointwiseConv2d):
+                if type(module) is nn.Conv2d:
+                    module.__class__ = Bf16Conv2d
+                module.weight.data = module.weight.data.to(torch.bfloat16)
+    return dense_precision(model)
 
 
 def is_pointwise(module: nn.Module) -> bool:

@@ -277,10 +277,14 @@ def cpu_inference_settings(model: nn.Module) -> nn.Module:
 
 
 def fuse_units(model: nn.Module) -> list[str]:
-    """Replace every fusable unit of a frozen model by its fused version; returns their names."""
+    """Replace every fusable unit of a frozen model by its fused version; returns their names.
+
+    Also marks the Block Residual projections whose input is bounded (for int8 precision).
+    """
     from bidrn.deploy.fusion import (
         FusedBiDRB,
         FusedLocalConvResidual,
+        bound_projection_inputs,
         can_fuse,
         can_fuse_block,
         fuse_preactivations,
@@ -293,6 +297,7 @@ def fuse_units(model: nn.Module) -> list[str]:
     for name in blocks:
         _replace(model, name, FusedBiDRB(model.get_submodule(name)))
     fuse_preactivations(model)
+    bound_projection_inputs(model)
     return names + blocks
 
 

@@ -30,18 +30,26 @@ from __future__ import annotations
 
 import ctypes
 import itertools
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from bidrn.deploy import kernels
-from bidrn.deploy.dense import batchnorm_factors
+from bidrn.deploy.dense import PointwiseConv2d, batchnorm_factors
 from bidrn.deploy.kernels import PostOps
 from bidrn.deploy.layers import PackedBinaryConv2d
 from bidrn.nets.bidrn import BiDRBasicBlock, BiDRBottleneck, BiDRNEncoder, LocalConvResidual
 
-__all__ = ["FusedBiDRB", "FusedLocalConvResidual", "can_fuse", "can_fuse_block", "fuse_preactivations"]
+__all__ = [
+    "FusedBiDRB",
+    "FusedLocalConvResidual",
+    "bound_projection_inputs",
+    "can_fuse",
+    "can_fuse_block",
+    "fuse_preactivations",
+]
 
 
 def residual_pool(residual: nn.Module) -> bool | None:
@@ -306,6 +314,7 @@ class FusedBiDRB(nn.Module):
         self.units = block.units
         self.block_residual = block.block_residual
         self.output_clamp: tuple[float, float] | None = None  # set by fuse_preactivations
+        self.input_clamp: tuple[float, float] | None = None  # the previous block's, when it took ours
 
     def forward(self, x: Tensor) -> Tensor:
         """``clamp(units(a) + BR(a))`` with ``a = preactivation(x)``, the add fused into the last unit."""
@@ -365,5 +374,29 @@ def fuse_preactivations(model: nn.Module) -> int:
                 continue
             current.output_clamp = bounds
             following.preactivation = nn.Identity()
+            if isinstance(following, FusedBiDRB):
+                following.input_clamp = bounds
             moved += 1
     return moved
+
+
+def bound_projection_inputs(model: nn.Module) -> int:
+    """Tell each fused block's Block Residual projection how large its input can be; returns how many.
+
+    The projection reads ``a = preactivation(x)`` (Eq. 11): with a Hardtanh pre-activation, or with
+    the Hardtanh moved into the previous block's clamp (:func:`fuse_preactivations`), every element
+    lies in its bounds, so :attr:`bidrn.deploy.dense.PointwiseConv2d.input_bound` is set and int8
+    precision can quantize that input with a fixed step. ReLU and PReLU bound nothing.
+    """
+    bounded = 0
+    for block in model.modules():
+        if not isinstance(block, FusedBiDRB) or block.block_residual is None:
+            continue
+        bounds = _clamp_bounds(block.preactivation) or block.input_clamp
+        projection = block.block_residual.projection
+        conv = projection[0] if isinstance(projection, nn.Sequential) else None
+        if bounds is None or not isinstance(conv, PointwiseConv2d) or not all(map(math.isfinite, bounds)):
+            continue
+        conv.input_bound = max(abs(bounds[0]), abs(bounds[1]))
+        bounded += 1
+    return bounded

@@ -138,8 +138,8 @@ def load_model(
         model_name: registry name for a training checkpoint that does not record its model.
         overrides: constructor overrides applied over the checkpoint's (training checkpoints).
         dense_precision: precision of a frozen model's full-precision convs on CPU
-            (:func:`bidrn.deploy.dense.set_dense_precision`): ``"auto"`` (bfloat16 where the CPU
-            has bf16 dot products), ``"fp32"`` (exact) or ``"bf16"``.
+            (:func:`bidrn.deploy.dense.set_dense_precision`): ``"auto"`` (the fastest this CPU
+            has native instructions for), ``"fp32"`` (exact), ``"bf16"`` or ``"int8"``.
 
     Returns:
         The model and a :class:`ModelInfo` describing it.

@@ -81,7 +81,7 @@ def save(
         raise BidrnError("the model has no packed binary layers; call bidrn.deploy.freeze(model) first")
     if dense_precision(model) != "fp32":
         raise BidrnError(
-            "the model's conv weights were rounded to bfloat16 (set_dense_precision); "
+            f"the model's conv weights were rounded to {dense_precision(model)} (set_dense_precision); "
             "save a model frozen or loaded with dense precision fp32"
         )
     keep_fp32 = _packed_epilogue_keys(model)
