@@ -286,8 +286,13 @@ def test_a_perfect_network_output_lands_on_the_person(predictor, tmp_path, monke
 
 # -- acceptance: the bundled weights align with the person -----------------------------------------
 def test_bundled_weights_overlay_aligns_with_the_synthetic_person(tmp_path):
-    """Issue 8, acceptance 2: the bundled weights measure IoU 0.52 here (results/bundled-weights.md)."""
-    predictor = Predictor.load(bundled_weights_path(), device="cpu")
+    """Issue 8, acceptance 2: the bundled weights measure IoU 0.52 here (results/bundled-weights.md).
+
+    It measures the weights, so on the exact fp32 path: one sample's IoU moves by up to ±0.1 in
+    bf16 or int8 (sign flips), while over 30 samples of a synthetic test split the mean IoU is
+    0.409 (fp32), 0.401 (bf16) and 0.398 (int8).
+    """
+    predictor = Predictor.load(bundled_weights_path(), device="cpu", dense_precision="fp32")
     dataset = synthetic_dataset(predictor.body_model)
     record = dataset.record(0)
     image = read_image_file(record.image_path)
