@@ -7,7 +7,7 @@ from torch import nn
 import bidrn
 from bidrn.binary import RPReLU
 from bidrn.deploy import freeze, kernels, load, save
-from bidrn.deploy.dense import Int8PointwiseConv2d, PointwiseConv2d, set_dense_precision
+from bidrn.deploy.dense import Int8Conv2d, Int8PointwiseConv2d, known_input_range, set_dense_precision
 from bidrn.deploy.fusion import FusedBiDRB, FusedLocalConvResidual, bound_projection_inputs
 from bidrn.errors import BidrnError
 from bidrn.nets.bidrn import LocalConvResidual
@@ -135,19 +135,22 @@ def _projections(model):
     return [m for m in model.modules() if isinstance(m, FusedBiDRB) and m.block_residual is not None]
 
 
-def test_block_residual_projections_know_their_inputs_are_hardtanh_clamped():
+def test_projections_and_stems_know_their_input_ranges():
     torch.manual_seed(0)
     frozen = freeze(randomize(bidrn.create_model("bidrn", **TINY)))
     blocks = [b for b in _projections(frozen) if isinstance(b.block_residual.projection, nn.Sequential)]
     assert len(blocks) == 11  # stages 1-4 of the body and hand ResNet-50s, 2-4 of the face ResNet-18
     # the first block's Hardtanh is its own; later ones were moved into the previous block's clamp
     assert isinstance(blocks[0].preactivation, nn.Hardtanh) and blocks[1].input_clamp == (-1.0, 1.0)
-    assert all(b.block_residual.projection[0].input_bound == 1.0 for b in blocks)
-    others = [m for m in frozen.modules() if isinstance(m, PointwiseConv2d) and m.input_bound is None]
-    assert others and all("block_residual" not in name for name, m in frozen.named_modules() if m in others)
-    blocks[0].preactivation, blocks[0].block_residual.projection[0].input_bound = nn.ReLU(), None
+    assert all(known_input_range(b.block_residual.projection[0]) == (-1.0, 1.0) for b in blocks)
+    ranged = {name for name, m in frozen.named_modules() if known_input_range(m) is not None}
+    stems = {f"{part}_encoder.stem.conv" for part in ("body", "hand", "face")}
+    assert stems <= ranged and all(known_input_range(frozen.get_submodule(s)) == (0.0, 1.0) for s in stems)
+    assert all("block_residual" in name for name in ranged - stems)  # heads read unbounded features
+    blocks[0].preactivation = nn.ReLU()
+    del blocks[0].block_residual.projection[0].input_range
     assert bound_projection_inputs(frozen) == 10  # ReLU leaves the input unbounded
-    assert blocks[0].block_residual.projection[0].input_bound is None
+    assert known_input_range(blocks[0].block_residual.projection[0]) is None
 
 
 @pytest.mark.skipif(not kernels.native_int8(), reason="the CPU has no int8 dot products (VNNI)")
@@ -158,6 +161,7 @@ def test_int8_frozen_bidrn_stays_close_and_is_not_saved(tmp_path):
     exact, reduced = freeze(model), freeze(model)
     assert set_dense_precision(reduced, "int8") == "int8"
     assert sum(isinstance(m, Int8PointwiseConv2d) for m in reduced.modules()) == 11
+    assert sum(isinstance(m, Int8Conv2d) for m in reduced.modules()) == 3  # the stems
     with torch.no_grad():
         expected, actual = exact(images), reduced(images)
     # int8 moves every output a little (it can flip signs later binary layers see), never wildly

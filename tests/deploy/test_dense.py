@@ -9,6 +9,7 @@ from bidrn.deploy import freeze, frozen_layout, kernels, load, save
 from bidrn.deploy.dense import (
     DENSE_PRECISIONS,
     Bf16Conv2d,
+    Int8Conv2d,
     Int8PointwiseConv2d,
     PointwiseConv2d,
     dense_precision,
@@ -16,6 +17,7 @@ from bidrn.deploy.dense import (
     is_pointwise,
     resolve_dense_precision,
     set_dense_precision,
+    set_input_range,
     use_pointwise_convs,
 )
 from bidrn.errors import BidrnError
@@ -188,7 +190,7 @@ def test_int8_pointwise_conv_is_the_exact_product_of_its_quantized_operands(stri
     torch.manual_seed(5)
     conv = nn.Conv2d(64, 48, 1, stride=stride)
     use_pointwise_convs(conv)
-    conv.input_bound = 1.0
+    set_input_range(conv, -1.0, 1.0)
     x = (torch.rand(2, 64, 9, 7) * 2 - 1).contiguous(memory_format=torch.channels_last)
     exact = conv(x)
     weight = conv.weight.detach().reshape(48, 64).double()
@@ -212,14 +214,42 @@ def test_int8_needs_a_bounded_input_and_leaves_the_rest_to_bf16(monkeypatch):
     monkeypatch.setattr(kernels, "native_bf16", lambda: True)
     model = nn.Sequential(nn.Conv2d(8, 8, 1), nn.Conv2d(8, 8, 1), nn.Conv2d(8, 8, 3))
     use_pointwise_convs(model)
-    model[0].input_bound = 1.0
+    set_input_range(model[0], -1.0, 1.0)
     assert set_dense_precision(model, "int8") == "int8" and dense_precision(model) == "int8"
     assert [type(m) for m in model] == [Int8PointwiseConv2d, PointwiseConv2d, Bf16Conv2d]
     assert model[1].weight.dtype == model[2].weight.dtype == torch.bfloat16
     with pytest.raises(BidrnError, match="rounded to int8; load the file again"):
         set_dense_precision(model, "bf16")
-    with pytest.raises(ValueError, match="bounded input"):
+    with pytest.raises(ValueError, match="known input range"):
         Int8PointwiseConv2d.quantize(PointwiseConv2d(8, 8, 1))
+    with pytest.raises(ValueError, match="must be finite"):
+        set_input_range(model[1], 0.0, float("inf"))
+
+
+@native_int8
+def test_int8_stem_conv_quantizes_images_and_falls_back_outside_their_range():
+    torch.manual_seed(7)
+    conv = nn.Conv2d(3, 16, 7, stride=2, padding=3)
+    set_input_range(conv, 0.0, 1.0)
+    x = torch.rand(2, 3, 20, 18)
+    exact = conv(x)
+    Int8Conv2d.quantize(conv)
+    assert type(conv) is Int8Conv2d and conv.weight.dtype == torch.float32  # kept for the fallback
+    actual = conv(x)
+    codes = torch.floor(x.double() * 255 + 0.5) / 255
+    step = conv.weight.detach().double().flatten(1).abs().amax(dim=1) / 127
+    weight = torch.round(conv.weight.double() / step.view(-1, 1, 1, 1)) * step.view(-1, 1, 1, 1)
+    product = torch.nn.functional.conv2d(codes, weight, conv.bias.double(), 2, 3)
+    torch.testing.assert_close(actual.double(), product, rtol=1e-5, atol=1e-5)
+    assert 1e-3 < ((actual - exact).abs().max() / exact.abs().max()).item() < 5e-2
+    outside = x * 2  # not an image in [0, 1]: the float32 conv, not a clamped input
+    torch.testing.assert_close(
+        conv(outside), torch.nn.functional.conv2d(outside, conv.weight, conv.bias, 2, 3)
+    )
+    with pytest.raises(ValueError, match="non-negative input range"):
+        signed = nn.Conv2d(3, 4, 3)
+        set_input_range(signed, -1.0, 1.0)
+        Int8Conv2d.quantize(signed)
 
 
 def test_a_model_with_bf16_weights_is_not_saved(tmp_path):

@@ -25,10 +25,11 @@ Two reduced-precision modes, :func:`set_dense_precision`:
   run 2.5–3× and the stems 1.6× faster. On 1000 synthetic test samples it moves every Table 1
   column of the bundled model by at most 0.41 mm (MPVPE ±0.00 mm), though single meshes move by
   56 mm on average: the rounding flips signs that later binary layers see.
-* ``"int8"``: as ``"bf16"`` where the CPU has bf16 dot products (else float32), and the Block
-  Residual projections whose input is bounded (:attr:`PointwiseConv2d.input_bound`: a BiDRB's
-  Hardtanh pre-activation keeps it in [-1, 1]) as uint8 × int8 GEMMs with float32 output
-  (:class:`Int8PointwiseConv2d`, oneDNN through PyTorch's x86 int8 backend; needs VNNI).
+* ``"int8"``: as ``"bf16"`` where the CPU has bf16 dot products (else float32), and the convs
+  whose input range the network guarantees (:func:`known_input_range`) as uint8 × int8 convs with
+  float32 output, through oneDNN (PyTorch's x86 int8 backend; needs VNNI): the Block Residual
+  projections, whose input a BiDRB's Hardtanh keeps in [-1, 1] (:class:`Int8PointwiseConv2d`),
+  and the stems, which read images in [0, 1] (:class:`Int8Conv2d`).
 
 ``"auto"`` picks ``"int8"`` with VNNI, else ``"bf16"`` with bf16 dot products, else ``"fp32"``.
 Their effect on accuracy is measured by ``benchmarks/dense_precision.py`` (docs/deployment.md).
@@ -36,6 +37,7 @@ Their effect on accuracy is measured by ``benchmarks/dense_precision.py`` (docs/
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -49,6 +51,7 @@ __all__ = [
     "DENSE_PRECISIONS",
     "Bf16Conv2d",
     "DensePrecision",
+    "Int8Conv2d",
     "Int8PointwiseConv2d",
     "PointwiseConv2d",
     "batchnorm_factors",
@@ -56,8 +59,10 @@ __all__ = [
     "dense_precision",
     "fold_batchnorm_into_conv",
     "is_pointwise",
+    "known_input_range",
     "resolve_dense_precision",
     "set_dense_precision",
+    "set_input_range",
     "use_pointwise_convs",
 ]
 
@@ -74,11 +79,6 @@ class PointwiseConv2d(nn.Conv2d):
     the product is accumulated in float32, returned in bfloat16 (torch's CPU GEMM has no float32
     output for bf16 operands), and the float32 bias is added as it is widened back to float32.
     """
-
-    #: the largest ``|x|`` the input can hold, when the network guarantees one (a BiDRB's Block
-    #: Residual projection reads the Hardtanh-clamped block input; set by
-    #: :func:`bidrn.deploy.fusion.bound_projection_inputs`); int8 precision needs it
-    input_bound: float | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         """Same result as ``nn.Conv2d.forward``; the output is a float32 channels-last NCHW tensor."""
@@ -114,33 +114,65 @@ class Bf16Conv2d(nn.Conv2d):
         return out.float() if self.bias is None else torch.add(out, self.bias.view(1, -1, 1, 1))
 
 
-class Int8PointwiseConv2d(PointwiseConv2d):
-    """A :class:`PointwiseConv2d` with a bounded input, run as a uint8 × int8 GEMM (``"int8"`` precision).
+def known_input_range(conv: nn.Module) -> tuple[float, float] | None:
+    """The range every element of ``conv``'s input lies in, where the network guarantees one.
 
-    Made in place by :meth:`quantize`. The input, known to lie in ``[-input_bound, input_bound]``,
-    is quantized with the fixed step ``input_bound / 127`` around zero point 128
-    (:func:`bidrn.deploy.kernels.quantize_u8`, one pass that also gathers strided pixels); the
-    weight, per output channel, symmetrically to int8. oneDNN (``torch.ops.onednn``, PyTorch's x86
-    int8 backend) multiplies them with VNNI dot products, exact in int32, and returns
-    ``step · weight_scale · sum + bias`` in float32.
+    Set by :func:`set_input_range` (the frozen model's Block Residual projections read Hardtanh
+    outputs, its stems read images in [0, 1]); int8 precision needs it. ``None`` when unknown.
     """
+    return getattr(conv, "input_range", None)
 
-    ZERO_POINT = 128
+
+def set_input_range(conv: nn.Conv2d, low: float, high: float) -> None:
+    """Record that every element of ``conv``'s input lies in ``[low, high]`` (finite, low < high)."""
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ValueError(f"an input range must be finite and non-empty, not [{low}, {high}]")
+    conv.input_range = (float(low), float(high))
+
+
+def _uint8_grid(low: float, high: float) -> tuple[float, int]:
+    """(step, zero point) of the uint8 grid for inputs in [low, high].
+
+    Non-negative inputs (images) take 255 steps up from zero point 0; signed ones (Hardtanh
+    outputs) 127 steps either side of zero point 128, so that 0 is exact and [-1, 1] fits.
+    """
+    if low >= 0:
+        return high / 255, 0
+    return max(-low, high) / 127, 128
+
+
+def _int8_weight(conv: nn.Conv2d) -> tuple[Tensor, Tensor]:
+    """``conv``'s weight per output channel as int8 codes and float32 steps (symmetric, ±127)."""
+    weight = conv.weight.detach().float()
+    scale = weight.flatten(1).abs().amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny) / 127
+    return torch.round(weight / scale.view(-1, 1, 1, 1)).to(torch.int8), scale
+
+
+class Int8PointwiseConv2d(PointwiseConv2d):
+    """A :class:`PointwiseConv2d` with a known input range, run as a uint8 × int8 GEMM (``"int8"`` precision).
+
+    Made in place by :meth:`quantize`. The input is quantized with a fixed step on the grid of its
+    range (:func:`bidrn.deploy.kernels.quantize_u8`, one pass that also gathers strided pixels);
+    the weight, per output channel, symmetrically to int8 (it replaces the float weight). oneDNN
+    (``torch.ops.onednn``, PyTorch's x86 int8 backend) multiplies them with VNNI dot products,
+    exact in int32, and returns ``step · weight_step · sum + bias`` in float32. The network
+    guarantees the range (:func:`set_input_range`), so no input is clamped.
+    """
 
     @classmethod
     @torch.no_grad()
     def quantize(cls, conv: PointwiseConv2d) -> Int8PointwiseConv2d:
-        """Turn ``conv`` (float32 weight, ``input_bound`` set) into an int8 conv in place and return it."""
-        if conv.input_bound is None or conv.weight.dtype != torch.float32:
-            raise ValueError("only float32 pointwise convs with a bounded input can run in int8")
-        weight = conv.weight.reshape(conv.out_channels, -1)
-        scale = weight.abs().amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny) / 127
+        """Turn ``conv`` (float32 weight, input range set) into an int8 conv in place and return it."""
+        bounds = known_input_range(conv)
+        if bounds is None or conv.weight.dtype != torch.float32:
+            raise ValueError("only float32 pointwise convs with a known input range can run in int8")
+        codes, scale = _int8_weight(conv)
         conv.__class__ = cls
-        quantized = torch.round(weight / scale[:, None]).to(torch.int8)
-        conv.weight = nn.Parameter(quantized.view_as(conv.weight), requires_grad=False)
+        conv.weight = nn.Parameter(codes, requires_grad=False)
         conv.weight_scale = scale
         conv.weight_zero_point = torch.zeros(conv.out_channels, dtype=torch.int64)
-        conv.packed_weight = torch.ops.onednn.qlinear_prepack(quantized, None)
+        conv.packed_weight = torch.ops.onednn.qlinear_prepack(codes.flatten(1), None)
+        conv.input_step, conv.input_zero_point = _uint8_grid(*bounds)
         return conv
 
     def forward(self, x: Tensor) -> Tensor:
@@ -149,13 +181,64 @@ class Int8PointwiseConv2d(PointwiseConv2d):
         if (stride_h, stride_w) != (1, 1):
             x = x[:, :, ::stride_h, ::stride_w]
         batch, channels, height, width = x.shape
-        step = self.input_bound / 127
-        pixels = kernels.quantize_u8(x.permute(0, 2, 3, 1), 1 / step, self.ZERO_POINT).view(-1, channels)
+        step, zero_point = self.input_step, self.input_zero_point
+        pixels = kernels.quantize_u8(x.permute(0, 2, 3, 1), 1 / step, zero_point).view(-1, channels)
         out = torch.ops.onednn.qlinear_pointwise(
-            pixels, step, self.ZERO_POINT, self.packed_weight, self.weight_scale, self.weight_zero_point,
+            pixels, step, zero_point, self.packed_weight, self.weight_scale, self.weight_zero_point,
             self.bias, 1.0, 0, torch.float32, "none", [], "",
         )  # fmt: skip
         return out.view(batch, height, width, self.out_channels).permute(0, 3, 1, 2)
+
+
+class Int8Conv2d(nn.Conv2d):
+    """A k×k conv with a known non-negative input range (a stem reading images in [0, 1]) in uint8 × int8.
+
+    Made in place by :meth:`quantize`: the input is quantized on the 255-step grid of its range,
+    the weight per output channel to int8, and oneDNN's int8 conv (zero padding is exact with zero
+    point 0) returns float32 with the bias. The range comes from the model's input contract, not
+    from its construction, so each call checks it: an input outside it runs the float32 conv (the
+    float weight is kept, a stem's is small), never a clamped one.
+    """
+
+    @classmethod
+    @torch.no_grad()
+    def quantize(cls, conv: nn.Conv2d) -> Int8Conv2d:
+        """Turn ``conv`` (float32 weight, non-negative input range set) into an int8 conv in place."""
+        bounds = known_input_range(conv)
+        if (
+            bounds is None
+            or bounds[0] < 0
+            or conv.weight.dtype != torch.float32
+            or conv.padding_mode != "zeros"
+        ):
+            raise ValueError("only float32 zero-padded convs with a non-negative input range can run in int8")
+        codes, scale = _int8_weight(conv)
+        conv.__class__ = cls
+        conv.weight_scale = scale
+        conv.weight_zero_point = torch.zeros(conv.out_channels, dtype=torch.int64)
+        conv.input_step, _ = _uint8_grid(*bounds)
+        conv.packed_weight = torch.ops.onednn.qconv_prepack(
+            codes, scale, conv.input_step, 0, list(conv.stride), list(conv.padding), list(conv.dilation),
+            conv.groups, None,
+        )  # fmt: skip
+        return conv
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``nn.Conv2d.forward`` up to int8 rounding (exactly it outside the input range); float32 output."""
+        low, high = self.input_range
+        seen_low, seen_high = torch.aminmax(x)
+        if seen_low < low or seen_high > high:
+            return super().forward(x)
+        pixels = x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
+        codes = kernels.quantize_u8(pixels, 1 / self.input_step, 0).permute(0, 3, 1, 2)
+        return torch.ops.onednn.qconv2d_pointwise(
+            codes, self.input_step, 0, self.packed_weight, self.weight_scale, self.weight_zero_point,
+            self.bias, list(self.stride), list(self.padding), list(self.dilation), self.groups,
+            1.0, 0, torch.float32, "none", [], "",
+        )  # fmt: skip
+
+
+_INT8_CONVS = (Int8PointwiseConv2d, Int8Conv2d)
 
 
 def _rounds_to_bf16(module: nn.Module) -> bool:
@@ -187,7 +270,7 @@ def resolve_dense_precision(precision: DensePrecision) -> ResolvedPrecision:
 def dense_precision(model: nn.Module) -> ResolvedPrecision:
     """The precision ``model``'s full-precision convs run in (fp32 when it has none)."""
     modules = list(model.modules())
-    if any(isinstance(m, Int8PointwiseConv2d) for m in modules):
+    if any(isinstance(m, _INT8_CONVS) for m in modules):
         return "int8"
     rounded = any(_rounds_to_bf16(m) and m.weight.dtype == torch.bfloat16 for m in modules)
     return "bf16" if rounded else "fp32"
@@ -200,8 +283,9 @@ def set_dense_precision(model: nn.Module, precision: DensePrecision = "auto") ->
     ``"bf16"`` replaces the weight of every :class:`PointwiseConv2d` and plain zero-padded
     ``nn.Conv2d`` (which becomes a :class:`Bf16Conv2d`) by its bfloat16 rounding (half the memory);
     biases, linear layers and the packed layers' epilogues stay float32. ``"int8"`` first turns
-    every :class:`PointwiseConv2d` with an ``input_bound`` into an :class:`Int8PointwiseConv2d`,
-    then rounds the rest to bfloat16 where the CPU has bf16 dot products. The rounding cannot be
+    every conv with a known input range (:func:`known_input_range`) into an
+    :class:`Int8PointwiseConv2d` or :class:`Int8Conv2d`, then rounds the rest to bfloat16 where the
+    CPU has bf16 dot products. The rounding cannot be
     undone: asking a rounded model for another precision raises, and :func:`bidrn.deploy.save`
     refuses it; load the file again.
     """
@@ -215,11 +299,15 @@ def set_dense_precision(model: nn.Module, precision: DensePrecision = "auto") ->
         )
     if resolved == "int8":
         for module in model.modules():
-            if isinstance(module, PointwiseConv2d) and module.input_bound is not None:
+            if known_input_range(module) is None:
+                continue
+            if isinstance(module, PointwiseConv2d):
                 Int8PointwiseConv2d.quantize(module)
+            elif type(module) is nn.Conv2d and module.padding_mode == "zeros" and module.input_range[0] >= 0:
+                Int8Conv2d.quantize(module)
     if resolved == "bf16" or (resolved == "int8" and kernels.native_bf16()):
         for module in model.modules():
-            if _rounds_to_bf16(module) and not isinstance(module, Int8PointwiseConv2d):
+            if _rounds_to_bf16(module) and not isinstance(module, _INT8_CONVS):
                 if type(module) is nn.Conv2d:
                     module.__class__ = Bf16Conv2d
                 module.weight.data = module.weight.data.to(torch.bfloat16)

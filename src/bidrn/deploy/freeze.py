@@ -38,6 +38,7 @@ from bidrn.deploy.dense import (
     batchnorm_factors,
     channels_last_convs,
     fold_batchnorm_into_conv,
+    set_input_range,
     use_pointwise_convs,
 )
 from bidrn.deploy.layers import (
@@ -48,6 +49,8 @@ from bidrn.deploy.layers import (
 )
 from bidrn.deploy.packing import pack_weight
 from bidrn.errors import BidrnError
+from bidrn.nets.resnet import Stem
+from bidrn.nets.wholebody import WholeBodyNet
 
 __all__ = [
     "INFERENCE_BATCH",
@@ -268,11 +271,16 @@ def freeze(model: nn.Module, example_inputs: Sequence[Any] | None = None, fuse: 
 def cpu_inference_settings(model: nn.Module) -> nn.Module:
     """A frozen model's run-time settings (in place; returns it), applied by :func:`freeze` and ``load``.
 
-    Full-precision conv weights are stored channels-last (the packed layers work channels-last),
-    and a whole-body model runs large batches :data:`INFERENCE_BATCH` crops at a time.
+    Full-precision conv weights are stored channels-last (the packed layers work channels-last).
+    A whole-body model runs large batches :data:`INFERENCE_BATCH` crops at a time, and its
+    encoders' stems record that they read images in [0, 1] (its input contract; int8 precision
+    quantizes them on that range and checks it per call).
     """
-    if hasattr(model, "inference_batch"):
+    if isinstance(model, WholeBodyNet):
         model.inference_batch = INFERENCE_BATCH
+        for stem in model.modules():
+            if isinstance(stem, Stem) and type(stem.conv) is nn.Conv2d:
+                set_input_range(stem.conv, 0.0, 1.0)
     return channels_last_convs(model)
 
 

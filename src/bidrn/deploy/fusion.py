@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from bidrn.deploy import kernels
-from bidrn.deploy.dense import PointwiseConv2d, batchnorm_factors
+from bidrn.deploy.dense import PointwiseConv2d, batchnorm_factors, set_input_range
 from bidrn.deploy.kernels import PostOps
 from bidrn.deploy.layers import PackedBinaryConv2d
 from bidrn.nets.bidrn import BiDRBasicBlock, BiDRBottleneck, BiDRNEncoder, LocalConvResidual
@@ -381,11 +381,11 @@ def fuse_preactivations(model: nn.Module) -> int:
 
 
 def bound_projection_inputs(model: nn.Module) -> int:
-    """Tell each fused block's Block Residual projection how large its input can be; returns how many.
+    """Record the input range of each fused block's Block Residual projection; returns how many.
 
     The projection reads ``a = preactivation(x)`` (Eq. 11): with a Hardtanh pre-activation, or with
     the Hardtanh moved into the previous block's clamp (:func:`fuse_preactivations`), every element
-    lies in its bounds, so :attr:`bidrn.deploy.dense.PointwiseConv2d.input_bound` is set and int8
+    lies in its bounds, so :func:`bidrn.deploy.dense.set_input_range` records them and int8
     precision can quantize that input with a fixed step. ReLU and PReLU bound nothing.
     """
     bounded = 0
@@ -397,6 +397,6 @@ def bound_projection_inputs(model: nn.Module) -> int:
         conv = projection[0] if isinstance(projection, nn.Sequential) else None
         if bounds is None or not isinstance(conv, PointwiseConv2d) or not all(map(math.isfinite, bounds)):
             continue
-        conv.input_bound = max(abs(bounds[0]), abs(bounds[1]))
+        set_input_range(conv, *bounds)
         bounded += 1
     return bounded
