@@ -27,6 +27,7 @@ from torch import nn
 
 import bidrn
 from bidrn.deploy import freeze
+from bidrn.deploy.allocator import retain_freed_memory
 from bidrn.deploy.dense import DENSE_PRECISIONS, set_dense_precision
 from bidrn.deploy.fusion import FusedLocalConvResidual
 from bidrn.deploy.layers import PackedBinaryConvTranspose2d, PackedBinaryLayer
@@ -113,6 +114,7 @@ def main() -> None:
         help="the full-precision convs, as bidrn predict --dense-precision",
     )
     args = parser.parse_args()
+    retain_freed_memory()  # as bidrn predict runs
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -71,6 +71,7 @@ from bidrn.body.export import PARAMETER_SIZES, save_mesh, save_parameters, selec
 from bidrn.body.render import mesh_region, render_overlay, render_side_view
 from bidrn.data import geometry
 from bidrn.data.targets import warp_image
+from bidrn.deploy.allocator import retain_freed_memory
 from bidrn.deploy.dense import DensePrecision, dense_precision
 from bidrn.deploy.loading import FreezeError, ModelInfo, load_model
 from bidrn.engine.resolution import PAPER_CROP
@@ -209,7 +210,12 @@ class Predictor:
         frozen: bool | None = None,
         dense_precision: DensePrecision = "auto",
     ) -> Predictor:
-        """Load a checkpoint (:func:`load_model`) and a body model (the checkpoint's, else the stand-in)."""
+        """Load a checkpoint (:func:`load_model`) and a body model (the checkpoint's, else the stand-in).
+
+        Also keeps glibc from unmapping freed activations between calls
+        (:func:`bidrn.deploy.allocator.retain_freed_memory`): this process is ours to run.
+        """
+        retain_freed_memory()
         chosen = resolve_device(device)
         model, info = load_model(checkpoint, chosen, frozen, dense_precision=dense_precision)
         layer = load_body_model(body_model or info.body_model)

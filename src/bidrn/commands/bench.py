@@ -12,6 +12,7 @@ import torch
 
 from bidrn.commands.predict import add_dense_precision_argument
 from bidrn.deploy import benchmark, freeze, kernels
+from bidrn.deploy.allocator import retain_freed_memory
 from bidrn.deploy.dense import set_dense_precision
 from bidrn.errors import BidrnError
 
@@ -65,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         "layers": [],
         "end_to_end": [],
     }
+    retain_freed_memory()  # as bidrn predict runs
     simulated = frozen = fast = None
     for threads in _settings(args):
         torch.set_num_threads(threads)
