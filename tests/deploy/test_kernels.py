@@ -224,3 +224,5 @@ def test_quantize_u8_equals_its_formula_on_strided_inputs(threads):
     assert actual.is_contiguous() and actual.dtype == torch.uint8 and torch.equal(actual, expected)
     assert actual.min() == 0 and actual.max() == 255  # values beyond the bounds saturate
     assert actual[0, 0, 0, :3].tolist() == [1, 255, 128]
+    with pytest.raises(ValueError, match="4-D float32"):
+        kernels.quantize_u8(view.double(), 127.0, 128)

@@ -248,6 +248,8 @@ def quantize_u8(x: Tensor, inverse_scale: float, zero_point: int) -> Tensor:
         A contiguous (N, H, W, C) uint8 tensor: one pass of the compiled kernels, or the same formula
         in torch without them (the two round alike and agree exactly).
     """
+    if x.dtype != torch.float32 or x.dim() != 4:
+        raise ValueError(f"quantize input must be a 4-D float32 tensor, not {x.dim()}-D {x.dtype}")
     if not use_compiled():
         return torch.floor(x * inverse_scale + (zero_point + 0.5)).clamp_(0, 255).to(torch.uint8)
     _unit_channel_stride(x, "quantize input")
