@@ -24,7 +24,8 @@
 
 namespace bidrn {
 
-// Raised whenever a field of PackArgs or ConvArgs is added, removed, retyped or reordered.
+// Raised whenever an argument struct (PackArgs, ConvArgs, QuantizeArgs) gains, loses, retypes or
+// reorders a field.
 constexpr uint32_t kAbiVersion = 3;
 
 constexpr int64_t kOcBlock = 8;   // output channels per weight word group

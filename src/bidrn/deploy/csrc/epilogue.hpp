@@ -94,10 +94,11 @@ inline void epilogue_with(const ConvArgs& a, const RowPostOps& p, unsigned mask,
     F results[kMaxTilePixels] = {};
     BIDRN_UNROLL
     for (int i = 0; i < kMaxTilePixels && i < pixels; ++i) {
-      const int64_t ahead = ow0 + i + kPrefetchPixels;
+      // The row's last pixel at most, so that no pointer leaves the tensors (same width as out).
+      const int64_t ahead = std::min<int64_t>(ow0 + i + kPrefetchPixels, a.out_w - 1);
       if (earlier_on) __builtin_prefetch(p.earlier + ahead * p.acc_stride_w + oc);
       if (residual_on && !pool_on) __builtin_prefetch(p.residual + oc + oh * p.res_stride_h + ahead * p.res_stride_w);
-      __builtin_prefetch(out_row + (i + kPrefetchPixels) * out_stride_w + oc, 1);
+      __builtin_prefetch(out_row + (ahead - ow0) * out_stride_w + oc, 1);
       const F value = V::sub(full, V::load_int_n(lost + i * kOcChunk + c, width));
       F y = V::fmadd(value, multiplier, addend);
       if (slope_on) y = V::prelu(y, slope);
