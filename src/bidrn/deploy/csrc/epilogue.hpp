@@ -51,6 +51,16 @@ inline typename V::F pooled_residual(const RowPostOps& p, int64_t oh, int64_t ow
 // prefetches and 2.0-2.6 ms with them (Zen 4, one thread; 6, 12 and 24 pixels were within noise).
 constexpr int64_t kPrefetchPixels = 12;
 
+// Prefetch (for a read, Write = 0, or a write, 1) the float `offset` elements after `base`. Near a
+// row's end that is the next row's start (which helps) or, after the last row, past the tensor; the
+// address is computed as an integer, since a pointer past its object is not valid C++, while a
+// prefetch never faults, wherever it points.
+template <int Write>
+inline void prefetch_at(const float* base, int64_t offset) {
+  const uintptr_t address = reinterpret_cast<uintptr_t>(base) + static_cast<uintptr_t>(offset) * sizeof(float);
+  __builtin_prefetch(reinterpret_cast<const void*>(address), Write);
+}
+
 // Fully unrolled loops over a tile's pixels keep its results in registers.
 #if defined(__clang__)
 #define BIDRN_UNROLL _Pragma("clang loop unroll(full)")
@@ -94,11 +104,10 @@ inline void epilogue_with(const ConvArgs& a, const RowPostOps& p, unsigned mask,
     F results[kMaxTilePixels] = {};
     BIDRN_UNROLL
     for (int i = 0; i < kMaxTilePixels && i < pixels; ++i) {
-      // The row's last pixel at most, so that no pointer leaves the tensors (same width as out).
-      const int64_t ahead = std::min<int64_t>(ow0 + i + kPrefetchPixels, a.out_w - 1);
-      if (earlier_on) __builtin_prefetch(p.earlier + ahead * p.acc_stride_w + oc);
-      if (residual_on && !pool_on) __builtin_prefetch(p.residual + oc + oh * p.res_stride_h + ahead * p.res_stride_w);
-      __builtin_prefetch(out_row + (ahead - ow0) * out_stride_w + oc, 1);
+      const int64_t ahead = ow0 + i + kPrefetchPixels;
+      if (earlier_on) prefetch_at<0>(p.earlier, ahead * p.acc_stride_w + oc);
+      if (residual_on && !pool_on) prefetch_at<0>(p.residual, oc + oh * p.res_stride_h + ahead * p.res_stride_w);
+      prefetch_at<1>(out_row, (i + kPrefetchPixels) * out_stride_w + oc);
       const F value = V::sub(full, V::load_int_n(lost + i * kOcChunk + c, width));
       F y = V::fmadd(value, multiplier, addend);
       if (slope_on) y = V::prelu(y, slope);
