@@ -235,6 +235,16 @@ def run(steps: Sequence[ctypes.Structure]) -> None:
     _extension.run(tuple(steps), torch.get_num_threads())
 
 
+def _input_geometry(x_nhwc: Tensor) -> dict[str, int]:
+    """The input fields :class:`PackArgs` and :class:`QuantizeArgs` share, for an (N, H, W, C) view."""
+    batch, in_h, in_w, channels = x_nhwc.shape
+    stride_n, stride_h, stride_w, _ = x_nhwc.stride()
+    return dict(
+        batch=batch, in_h=in_h, in_w=in_w, channels=channels,
+        in_stride_n=stride_n, in_stride_h=stride_h, in_stride_w=stride_w,
+    )  # fmt: skip
+
+
 def quantize_u8(x: Tensor, inverse_scale: float, zero_point: int) -> Tensor:
     """``min(max(floor(x * inverse_scale + zero_point + 0.5), 0), 255)`` as uint8, channels-last.
 
@@ -254,18 +264,11 @@ def quantize_u8(x: Tensor, inverse_scale: float, zero_point: int) -> Tensor:
         return torch.floor(x * inverse_scale + (zero_point + 0.5)).clamp_(0, 255).to(torch.uint8)
     _unit_channel_stride(x, "quantize input")
     out = torch.empty(x.shape, dtype=torch.uint8)
-    batch, height, width, channels = x.shape
     args = _new(
         QuantizeArgs,
         input=x.data_ptr(),
         out=out.data_ptr(),
-        batch=batch,
-        in_h=height,
-        in_w=width,
-        channels=channels,
-        in_stride_n=x.stride(0),
-        in_stride_h=x.stride(1),
-        in_stride_w=x.stride(2),
+        **_input_geometry(x),
         inverse_scale=inverse_scale,
         zero_point=zero_point,
     )
@@ -390,18 +393,12 @@ def plan_pack(
         PackArgs,
         input=x_nhwc.data_ptr(),
         threshold=_address(threshold),
-        batch=batch,
-        in_h=in_h,
-        in_w=in_w,
-        channels=channels,
+        **_input_geometry(x_nhwc),
         buf_h=buf_h,
         buf_w=buf_w,
         buf_top=top,
         buf_left=left,
         pixel_words=words,
-        in_stride_n=x_nhwc.stride(0),
-        in_stride_h=x_nhwc.stride(1),
-        in_stride_w=x_nhwc.stride(2),
     )
     return PackPlan(args, (batch, buf_h, buf_w, words * _extension.planes()), sizes)
 
