@@ -8,7 +8,7 @@ Usage::
 
 The frozen file is loaded once per precision, ``dense_precision="fp32"`` (exact), ``"bf16"`` (its
 full-precision convs in bfloat16) and, on CPUs with VNNI, ``"int8"`` (Block Residual projections
-in int8, the rest as bf16; :func:`bidrn.deploy.dense.set_dense_precision`), and evaluated on the
+and stems in int8, the rest as bf16; :func:`bidrn.deploy.dense.set_dense_precision`), and evaluated on the
 same samples. Printed: every Table 1 column for each and its difference to fp32, and the mean
 distance between each reduced-precision mesh and the fp32 one, each centred (how much single
 predictions move). The issue's rule: a reduced precision may be the default only if it moves

@@ -85,18 +85,21 @@ class PointwiseConv2d(nn.Conv2d):
         stride_h, stride_w = self.stride
         if (stride_h, stride_w) != (1, 1):
             x = x[:, :, ::stride_h, ::stride_w]
-        batch, channels, height, width = x.shape
+        batch, _, height, width = x.shape
+        return self._product(x).view(batch, height, width, self.out_channels).permute(0, 3, 1, 2)
+
+    def _product(self, x: Tensor) -> Tensor:
+        """``pixels @ weightᵀ + bias`` for the (already strided) input: (pixels, out_channels), float32."""
+        channels = x.shape[1]
         weight = self.weight.reshape(self.out_channels, channels)
         if weight.dtype == torch.bfloat16:
             # One pass gathers the (strided) pixels and rounds them; adding the float32 bias
             # promotes the bf16 product back to float32 in the same pass.
             pixels = x.permute(0, 2, 3, 1).to(torch.bfloat16, memory_format=torch.contiguous_format)
             out = pixels.view(-1, channels) @ weight.t()
-            out = out.float() if self.bias is None else torch.add(out, self.bias)
-        else:
-            pixels = x.permute(0, 2, 3, 1).reshape(batch * height * width, channels)
-            out = pixels @ weight.t() if self.bias is None else torch.addmm(self.bias, pixels, weight.t())
-        return out.view(batch, height, width, self.out_channels).permute(0, 3, 1, 2)
+            return out.float() if self.bias is None else torch.add(out, self.bias)
+        pixels = x.permute(0, 2, 3, 1).reshape(-1, channels)
+        return pixels @ weight.t() if self.bias is None else torch.addmm(self.bias, pixels, weight.t())
 
 
 class Bf16Conv2d(nn.Conv2d):
@@ -175,19 +178,14 @@ class Int8PointwiseConv2d(PointwiseConv2d):
         conv.input_step, conv.input_zero_point = _uint8_grid(*bounds)
         return conv
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``nn.Conv2d.forward`` up to int8 rounding; the output is a float32 channels-last NCHW tensor."""
-        stride_h, stride_w = self.stride
-        if (stride_h, stride_w) != (1, 1):
-            x = x[:, :, ::stride_h, ::stride_w]
-        batch, channels, height, width = x.shape
+    def _product(self, x: Tensor) -> Tensor:
+        """The uint8 × int8 product with the bias, (pixels, out_channels) float32 (up to int8 rounding)."""
         step, zero_point = self.input_step, self.input_zero_point
-        pixels = kernels.quantize_u8(x.permute(0, 2, 3, 1), 1 / step, zero_point).view(-1, channels)
-        out = torch.ops.onednn.qlinear_pointwise(
+        pixels = kernels.quantize_u8(x.permute(0, 2, 3, 1), 1 / step, zero_point).view(-1, x.shape[1])
+        return torch.ops.onednn.qlinear_pointwise(
             pixels, step, zero_point, self.packed_weight, self.weight_scale, self.weight_zero_point,
             self.bias, 1.0, 0, torch.float32, "none", [], "",
         )  # fmt: skip
-        return out.view(batch, height, width, self.out_channels).permute(0, 3, 1, 2)
 
 
 class Int8Conv2d(nn.Conv2d):

@@ -179,10 +179,9 @@ def set_isa(name: str) -> None:
 def native_bf16() -> bool:
     """Whether this CPU has bfloat16 dot-product instructions (AVX512_BF16, or BF16 on AArch64).
 
-    ``False`` without the compiled extension, or with one built before it could tell.
+    ``False`` without the compiled extension (one of another ABI version is never loaded).
     """
-    ask = getattr(_extension, "native_bf16", None)
-    return ask is not None and bool(ask())
+    return _extension is not None and bool(_extension.native_bf16())
 
 
 def native_int8() -> bool:

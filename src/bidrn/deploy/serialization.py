@@ -79,9 +79,10 @@ def save(
     layout = frozen_layout(model)
     if not layout["packed_layers"]:
         raise BidrnError("the model has no packed binary layers; call bidrn.deploy.freeze(model) first")
-    if dense_precision(model) != "fp32":
+    precision = dense_precision(model)
+    if precision != "fp32":
         raise BidrnError(
-            f"the model's conv weights were rounded to {dense_precision(model)} (set_dense_precision); "
+            f"the model's conv weights were rounded to {precision} (set_dense_precision); "
             "save a model frozen or loaded with dense precision fp32"
         )
     keep_fp32 = _packed_epilogue_keys(model)
