@@ -13,7 +13,8 @@ to ONNX once and run in ONNX Runtime (fp32, and int8: static QDQ quantization, p
 calibrated on the benchmark's own images) and OpenVINO (fp32, bf16 precision hint, and int8: the
 same QDQ model), next to PyTorch eager fp32 and the frozen BiDRN (``bidrn.deploy``: packed 1-bit
 layers), with its full-precision convs in the precision ``bidrn predict`` uses here
-(``--dense-precision``, default ``auto``: bf16 where the CPU has bf16 dot products) and, when that
+(``--dense-precision``, default ``auto``: int8 projections and stems where the CPU has VNNI,
+else bf16 where it has bf16 dot products) and, when that
 is not fp32, once more in exact fp32. Before anything is timed, every runtime's outputs are
 compared with its reference (Hand4Whole eager fp32; the simulated BiDRN for the frozen one) and
 the worst relative error is printed; a runtime outside its tolerance stops the run.
