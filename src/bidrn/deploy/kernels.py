@@ -36,13 +36,13 @@ from types import ModuleType
 import torch
 from torch import Tensor
 
-from bidrn.deploy.packing import KernelWeights
+from bidrn.deploy.packing import OUT_CHANNEL_CHUNK, KernelWeights
 from bidrn.errors import BidrnError
 
 #: name of the pure-torch path in :func:`set_isa` / :func:`active_isa`
 REFERENCE = "reference"
 #: ABI version of the argument structs (``kAbiVersion`` in csrc/bitconv.hpp)
-ABI_VERSION = 3
+ABI_VERSION = 4
 
 _U32, _I64, _F32, _POINTER = ctypes.c_uint32, ctypes.c_int64, ctypes.c_float, ctypes.c_void_p
 
@@ -80,7 +80,7 @@ class ConvArgs(ctypes.Structure):
         *_integers("offset_h", "offset_w", "out_h", "out_w", "out_channels", "out_channels_padded"),
         *_integers("out_stride_n", "out_stride_h", "out_stride_w"),
         *_pointers("post_slope", "post_scale", "post_shift", "residual"),
-        *_integers("res_stride_n", "res_stride_h", "res_stride_w", "res_h", "res_w", "res_pool"),
+        *_integers("res_stride_n", "res_stride_h", "res_stride_w", "res_h", "res_w", "res_pool", "res_channels"),
         *_pointers("accumulate_from"),
         *_integers("acc_stride_n", "acc_stride_h", "acc_stride_w", "clamp"),
         ("clamp_lo", _F32),
@@ -334,6 +334,24 @@ class PostOps:
 _NO_POST = PostOps()
 
 
+def _residual_period(residual_channels: int, out_channels: int) -> int:
+    """``ConvArgs.res_channels``: 0 when the residual has the output's channels, else its channel count.
+
+    A residual with fewer channels is repeated along the channels (output channel ``o`` reads
+    residual channel ``o mod C_r``), which lets the branches of a unit that add the same residual
+    run as one conv; ``C_r`` must divide the output channels and be a multiple of 32 (a kernel's
+    channel chunk never straddles a repeat).
+    """
+    if residual_channels == out_channels:
+        return 0
+    if out_channels % residual_channels or residual_channels % OUT_CHANNEL_CHUNK:
+        raise ValueError(
+            f"a residual of {residual_channels} channels cannot repeat over {out_channels} output channels "
+            f"(it must divide them and be a multiple of {OUT_CHANNEL_CHUNK})"
+        )
+    return residual_channels
+
+
 def _unit_channel_stride(t: Tensor, what: str) -> None:
     if (
         t.dtype != torch.float32
@@ -476,6 +494,7 @@ def plan_conv_args(
         args.res_stride_n, args.res_stride_h, args.res_stride_w = residual.stride()[:3]
         args.res_h, args.res_w = residual.shape[1:3]
         args.res_pool = 2 if post.residual_pool else 0
+        args.res_channels = _residual_period(residual.shape[3], out.shape[3])
     if post.accumulate is not None:
         _unit_channel_stride(post.accumulate, "the accumulated tensor")
         args.accumulate_from = post.accumulate.data_ptr()

@@ -26,7 +26,7 @@ namespace bidrn {
 
 // Raised whenever an argument struct (PackArgs, ConvArgs, QuantizeArgs) gains, loses, retypes or
 // reorders a field.
-constexpr uint32_t kAbiVersion = 3;
+constexpr uint32_t kAbiVersion = 4;
 
 constexpr int64_t kOcBlock = 8;   // output channels per weight word group
 constexpr int64_t kOcChunk = 32;  // output channels per job (out_channels_padded is a multiple)
@@ -73,6 +73,8 @@ struct ConvArgs {
   int64_t res_stride_n, res_stride_h, res_stride_w;
   int64_t res_h, res_w;          // size of the residual map (for res_pool)
   int64_t res_pool;              // 0: element (oh, ow); 2: mean of the 2x2 window at (2 oh, 2 ow) inside the map
+  int64_t res_channels;          // 0: output channel o reads residual channel o; else o % res_channels (a
+                                 // multiple of kOcChunk), for branches that share one residual, run as one conv
   const float* accumulate_from;  // element (n, oh, ow, o) at n*acc_stride_n + oh*acc_stride_h + ow*acc_stride_w + o
   int64_t acc_stride_n, acc_stride_h, acc_stride_w;
   int64_t clamp;                 // clamp to [clamp_lo, clamp_hi]
@@ -111,8 +113,9 @@ struct QuantizeArgs {
   X(word_offset) X(words) X(channels) X(kernel_h) X(kernel_w) X(stride_h) X(stride_w) X(dilation_h)      \
   X(dilation_w) X(offset_h) X(offset_w) X(out_h) X(out_w) X(out_channels) X(out_channels_padded)         \
   X(out_stride_n) X(out_stride_h) X(out_stride_w) X(post_slope) X(post_scale) X(post_shift) X(residual)  \
-  X(res_stride_n) X(res_stride_h) X(res_stride_w) X(res_h) X(res_w) X(res_pool) X(accumulate_from)       \
-  X(acc_stride_n) X(acc_stride_h) X(acc_stride_w) X(clamp) X(clamp_lo) X(clamp_hi) X(joins_previous)
+  X(res_stride_n) X(res_stride_h) X(res_stride_w) X(res_h) X(res_w) X(res_pool) X(res_channels)          \
+  X(accumulate_from) X(acc_stride_n) X(acc_stride_h) X(acc_stride_w) X(clamp) X(clamp_lo) X(clamp_hi)     \
+  X(joins_previous)
 
 // Pack rows [begin, end) of the flattened (batch, in_h) range (interior words only; the caller zeroes
 // the border). With sample_mean_abs, also writes row_abs_sum[row] = sum of |x| over the row.

@@ -23,6 +23,7 @@ struct RowPostOps {
   const float* shift;
   const float* residual;  // the residual map of this sample, at channel 0
   int64_t res_stride_h, res_stride_w, res_h, res_w;
+  int64_t res_channels;  // 0, or the period of the residual's channels (ConvArgs::res_channels)
   bool pool;
   const float* earlier;  // the accumulated tensor at (n, oh, 0, 0)
   int64_t acc_stride_w;
@@ -92,6 +93,7 @@ inline void epilogue_with(const ConvArgs& a, const RowPostOps& p, unsigned mask,
   for (int c = 0; c < count; c += V::kWidth) {
     const int width = std::min(V::kWidth, count - c);
     const int64_t oc = oc0 + c;
+    const int64_t res_oc = p.res_channels ? oc % p.res_channels : oc;  // never wraps inside a vector
     const F multiplier = V::mul(V::load_n(multipliers + oc, width), scale);
     const F addend = V::load_n(addends + oc, width);
     const F slope = slope_on ? V::load_n(p.slope + oc, width) : V::set1(0.0f);
@@ -106,16 +108,16 @@ inline void epilogue_with(const ConvArgs& a, const RowPostOps& p, unsigned mask,
     for (int i = 0; i < kMaxTilePixels && i < pixels; ++i) {
       const int64_t ahead = ow0 + i + kPrefetchPixels;
       if (earlier_on) prefetch_at<0>(p.earlier, ahead * p.acc_stride_w + oc);
-      if (residual_on && !pool_on) prefetch_at<0>(p.residual, oc + oh * p.res_stride_h + ahead * p.res_stride_w);
+      if (residual_on && !pool_on) prefetch_at<0>(p.residual, res_oc + oh * p.res_stride_h + ahead * p.res_stride_w);
       prefetch_at<1>(out_row, (i + kPrefetchPixels) * out_stride_w + oc);
       const F value = V::sub(full, V::load_int_n(lost + i * kOcChunk + c, width));
       F y = V::fmadd(value, multiplier, addend);
       if (slope_on) y = V::prelu(y, slope);
       if (residual_on) {
         if (pool_on)
-          y = V::add(y, pooled_residual<V>(p, oh, ow0 + i, oc, width));
+          y = V::add(y, pooled_residual<V>(p, oh, ow0 + i, res_oc, width));
         else
-          y = V::add(y, V::load_n(p.residual + oc + oh * p.res_stride_h + (ow0 + i) * p.res_stride_w, width));
+          y = V::add(y, V::load_n(p.residual + res_oc + oh * p.res_stride_h + (ow0 + i) * p.res_stride_w, width));
       }
       if (scale_on) y = V::fmadd(y, post_scale, post_shift);
       if (earlier_on) y = V::add(y, V::load_n(p.earlier + (ow0 + i) * p.acc_stride_w + oc, width));
@@ -166,6 +168,7 @@ inline void epilogue(const ConvArgs& a, int64_t n, int64_t oh, int64_t ow0, int 
                      a.res_stride_w,
                      a.res_h,
                      a.res_w,
+                     a.res_channels,
                      a.res_pool == 2,
                      a.accumulate_from ? a.accumulate_from + n * a.acc_stride_n + oh * a.acc_stride_h : nullptr,
                      a.acc_stride_w,

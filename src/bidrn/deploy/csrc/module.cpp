@@ -115,6 +115,8 @@ bool check_conv(const ConvArgs& a) {
     problem = "post_scale needs post_shift";
   else if (a.res_pool != 0 && a.res_pool != 2)
     problem = "res_pool must be 0 or 2";
+  else if (a.res_channels < 0 || a.res_channels % kOcChunk != 0)
+    problem = "res_channels must be 0 or a positive multiple of 32";
   if (problem) PyErr_Format(PyExc_ValueError, "conv: %s", problem);
   return problem == nullptr;
 }
