@@ -31,21 +31,27 @@ def randomize(model, seed=0):
     return model.eval()
 
 
-@pytest.mark.parametrize("form", ["base", "down_scale", "fusion_up", "fusion_down", "down_sample"])
-def test_fused_unit_matches_unit(isa, form):
-    in_channels, out_channels, stride = {
-        "base": (8, 8, 1),
-        "down_scale": (8, 8, 2),
-        "fusion_up": (8, 32, 1),
-        "fusion_down": (32, 8, 1),
-        "down_sample": (8, 16, 2),
-    }[form]
+@pytest.mark.parametrize(
+    ("form", "in_channels", "out_channels", "stride"),
+    [
+        ("base", 8, 8, 1),
+        ("down_scale", 8, 8, 2),
+        ("fusion_up", 8, 32, 1),
+        ("fusion_up", 32, 128, 1),  # branches of whole 32-channel chunks: one merged conv
+        ("fusion_down", 32, 8, 1),
+        ("down_sample", 8, 16, 2),
+        ("down_sample", 32, 64, 2),  # merged, with the pooled residual repeated along the channels
+    ],
+)
+def test_fused_unit_matches_unit(isa, form, in_channels, out_channels, stride):
     unit = randomize(LocalConvResidual(in_channels, out_channels, 3, stride, preactivation=nn.Hardtanh()))
     assert unit.form == form
     frozen = freeze(nn.Sequential(unit))
     assert isinstance(frozen[0], FusedLocalConvResidual)
-    # branches reading the same input pack it once (Down Sample and Fusion Up have several)
+    # branches reading the same input pack it once (Down Sample and Fusion Up have several) and
+    # run as one conv when each writes whole chunks of the kernels' output channels
     assert frozen[0].shares_packed_input == (form in ("fusion_up", "down_sample"))
+    assert frozen[0].merges_branches == (form in ("fusion_up", "down_sample") and in_channels == 32)
     x = torch.randn(2, in_channels, 9, 7)
     with torch.no_grad():
         expected, actual = unit(x), frozen(x)

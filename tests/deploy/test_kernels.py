@@ -208,6 +208,31 @@ def test_a_conv_can_join_only_a_conv_of_the_same_job_space():
 
 
 @pytest.mark.skipif(not kernels.extension_available(), reason="compiled kernels not built")
+def test_a_residual_with_fewer_channels_repeats_along_the_output_channels():
+    x = torch.randn(1, 64, 3, 5).contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
+    layer = integer_layer(PackedBinaryConv2d(64, 96, 1), torch.ones(96, 64, 1, 1))
+    (phase,), multiplier, addend = layer._kernel_operands()
+    pack = kernels.plan_pack(x, [phase], 3, 5)
+    buffer = pack.buffer()
+    pack.args.packed = buffer.data_ptr()
+    residual = torch.randn(1, 3, 5, 32)
+    out = torch.empty(1, 3, 5, 96)
+    post = kernels.PostOps(residual=residual)
+    conv = kernels.plan_conv_args(pack, phase, (3, 5), out, multiplier, addend, post)
+    conv.packed = buffer.data_ptr()
+    assert conv.res_channels == 32
+    kernels.run((pack.args, conv))
+    products = torch.full((1, 3, 5, 96), 64.0) - 2 * (x < 0).sum(-1, keepdim=True)
+    torch.testing.assert_close(out, products + residual.repeat(1, 1, 1, 3))
+    conv.res_channels = 48
+    with pytest.raises(ValueError, match="res_channels"):
+        kernels.run((pack.args, conv))
+    with pytest.raises(ValueError, match="cannot repeat"):
+        post = kernels.PostOps(residual=out[..., :48])
+        kernels.plan_conv_args(pack, phase, (3, 5), out, multiplier, addend, post)
+
+
+@pytest.mark.skipif(not kernels.extension_available(), reason="compiled kernels not built")
 @pytest.mark.parametrize("threads", [1, 2])
 def test_quantize_u8_equals_its_formula_on_strided_inputs(threads):
     torch.manual_seed(6)

@@ -87,11 +87,7 @@ def can_fuse(unit: nn.Module) -> bool:
     )
 
 
-def _padded(values: Tensor, like: Tensor) -> Tensor:
-    """``values`` as float32, zero-padded to the length of ``like``."""
-    out = torch.zeros_like(like)
-    out[: values.numel()] = values.float()
-    return out
+_EPILOGUE_VECTORS = ("slope", "scale", "shift")  # the per-channel PostOps fields
 
 
 @dataclass(frozen=True)
@@ -175,10 +171,9 @@ class FusedLocalConvResidual(LocalConvResidual):
         phase = branches[0][0]
         bits = torch.cat([conv.weight_bits.cpu() for conv in self.convs])
         merged = replace(phase, weights=kernel_weights(bits, self.convs[0].in_channels))
-        post = PostOps(
-            **{name: torch.cat([getattr(p, name) for *_, p in branches]) for name in ("slope", "scale", "shift")}
-        )
-        return [(merged, torch.cat([b[1] for b in branches]), torch.cat([b[2] for b in branches]), post)]
+        _, multipliers, addends, posts = zip(*branches, strict=True)
+        post = PostOps(**{name: torch.cat([getattr(p, name) for p in posts]) for name in _EPILOGUE_VECTORS})
+        return [(merged, torch.cat(multipliers), torch.cat(addends), post)]
 
     def invalidate(self) -> None:
         """Forget the call plans, which hold the derived epilogue vectors (after parameters change)."""
@@ -204,9 +199,9 @@ class FusedLocalConvResidual(LocalConvResidual):
             shifted_addend = addend.clone()
             shifted_addend[:width] -= rprelu.shift_in.float()
             post = PostOps(
-                slope=_padded(rprelu.slope, multiplier),
-                scale=_padded(branch_scale, multiplier),
-                shift=_padded(branch_shift, multiplier),
+                slope=kernels.padded_like(rprelu.slope, multiplier),
+                scale=kernels.padded_like(branch_scale, multiplier),
+                shift=kernels.padded_like(branch_shift, multiplier),
             )
             terms.append((shifted_addend, post))
         return terms

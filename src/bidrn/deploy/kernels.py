@@ -80,7 +80,8 @@ class ConvArgs(ctypes.Structure):
         *_integers("offset_h", "offset_w", "out_h", "out_w", "out_channels", "out_channels_padded"),
         *_integers("out_stride_n", "out_stride_h", "out_stride_w"),
         *_pointers("post_slope", "post_scale", "post_shift", "residual"),
-        *_integers("res_stride_n", "res_stride_h", "res_stride_w", "res_h", "res_w", "res_pool", "res_channels"),
+        *_integers("res_stride_n", "res_stride_h", "res_stride_w", "res_h", "res_w"),
+        *_integers("res_pool", "res_channels"),
         *_pointers("accumulate_from"),
         *_integers("acc_stride_n", "acc_stride_h", "acc_stride_w", "clamp"),
         ("clamp_lo", _F32),
@@ -332,6 +333,13 @@ class PostOps:
 
 
 _NO_POST = PostOps()
+
+
+def padded_like(values: Tensor, like: Tensor) -> Tensor:
+    """A per-channel epilogue vector as float32, zero-padded to the length of ``like`` (the multiplier)."""
+    out = torch.zeros_like(like)
+    out[: values.numel()] = values.reshape(-1).float()
+    return out
 
 
 def _residual_period(residual_channels: int, out_channels: int) -> int:
