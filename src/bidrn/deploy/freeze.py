@@ -287,7 +287,8 @@ def cpu_inference_settings(model: nn.Module) -> nn.Module:
 def fuse_units(model: nn.Module) -> list[str]:
     """Replace every fusable unit of a frozen model by its fused version; returns their names.
 
-    Also marks the Block Residual projections whose input is bounded (for int8 precision).
+    Also marks the Block Residual projections whose input is bounded (for int8 precision) and fuses
+    BoxNet's upsampling units (:mod:`bidrn.deploy.upsampling`; in place, same state dict, not listed).
     """
     from bidrn.deploy.fusion import (
         FusedBiDRB,
@@ -297,6 +298,7 @@ def fuse_units(model: nn.Module) -> list[str]:
         can_fuse_block,
         fuse_preactivations,
     )
+    from bidrn.deploy.upsampling import fuse_upsampling
 
     names = [name for name, module in model.named_modules() if can_fuse(module)]
     for name in names:
@@ -306,6 +308,7 @@ def fuse_units(model: nn.Module) -> list[str]:
         _replace(model, name, FusedBiDRB(model.get_submodule(name)))
     fuse_preactivations(model)
     bound_projection_inputs(model)
+    fuse_upsampling(model)
     return names + blocks
 
 
