@@ -90,10 +90,10 @@ inline void epilogue_with(const ConvArgs& a, const RowPostOps& p, unsigned mask,
   float* const out_row = a.out + n * a.out_stride_n + oh * a.out_stride_h + ow0 * out_stride_w;
   const float* const multipliers = a.multiplier;
   const float* const addends = a.addend;
+  const int64_t res_oc0 = p.res_channels ? oc0 % p.res_channels : oc0;  // a chunk never wraps
   for (int c = 0; c < count; c += V::kWidth) {
     const int width = std::min(V::kWidth, count - c);
-    const int64_t oc = oc0 + c;
-    const int64_t res_oc = p.res_channels ? oc % p.res_channels : oc;  // never wraps inside a vector
+    const int64_t oc = oc0 + c, res_oc = res_oc0 + c;
     const F multiplier = V::mul(V::load_n(multipliers + oc, width), scale);
     const F addend = V::load_n(addends + oc, width);
     const F slope = slope_on ? V::load_n(p.slope + oc, width) : V::set1(0.0f);

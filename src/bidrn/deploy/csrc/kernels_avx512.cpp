@@ -71,13 +71,38 @@ inline void tile_popcounts(const ConvArgs& a, const uint64_t* row_base, int64_t 
   }
 }
 
+// tile_popcounts for a 1x1 conv over one word per pixel (64 input channels or fewer): nothing to
+// accumulate, so each result is one XOR-popcount, written straight to `lost`.
+inline void single_word_popcounts(const ConvArgs& a, const uint64_t* row_base, int64_t ow, int pixels, int64_t oc0,
+                                  int32_t* lost) {
+  const uint64_t* w = a.weights + oc0;  // (out_channels_padded / 8, 1, 1, 8): channel oc0 is word oc0
+  const __m512i w0 = _mm512_loadu_si512(w), w1 = _mm512_loadu_si512(w + 8);
+  const __m512i w2 = _mm512_loadu_si512(w + 16), w3 = _mm512_loadu_si512(w + 24);
+  const int64_t step = a.stride_w * a.pixel_words;
+  const uint64_t* pixel = row_base + (ow * a.stride_w + a.offset_w + a.buf_left) * a.pixel_words + a.word_offset;
+  for (int i = 0; i < pixels; ++i, pixel += step) {
+    const __m512i x = _mm512_set1_epi64(static_cast<long long>(*pixel));
+    const auto count = [&](__m512i block) {
+      return _mm512_cvtepi64_epi32(_mm512_popcnt_epi64(_mm512_xor_si512(x, block)));
+    };
+    const __m512i low = _mm512_inserti64x4(_mm512_castsi256_si512(count(w0)), count(w1), 1);
+    const __m512i high = _mm512_inserti64x4(_mm512_castsi256_si512(count(w2)), count(w3), 1);
+    _mm512_storeu_si512(lost + i * kOcChunk, _mm512_add_epi32(low, low));
+    _mm512_storeu_si512(lost + i * kOcChunk + 16, _mm512_add_epi32(high, high));
+  }
+}
+
 void conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
   const Interior rows = interior_rows(a), columns = interior_columns(a);
+  const bool single_word = a.kernel_h * a.kernel_w == 1 && a.words == 1;
   alignas(64) int32_t lost[kPixels * kOcChunk];
   for_each_tile<kPixels>(a, begin, end, [&](int64_t n, int64_t oh, int64_t ow, int pixels, int64_t oc0) {
     const uint64_t* row_base =
         a.packed + (n * a.buf_h + oh * a.stride_h + a.offset_h + a.buf_top) * a.buf_w * a.pixel_words;
-    tile_popcounts(a, row_base, ow, pixels, oc0, lost);
+    if (single_word)
+      single_word_popcounts(a, row_base, ow, pixels, oc0, lost);
+    else
+      tile_popcounts(a, row_base, ow, pixels, oc0, lost);
     for (int i = 0; i < pixels; ++i)
       if (!rows.contains(oh) || !columns.contains(ow + i))
         correct_border(a, oh, ow + i, oc0, kOcChunk, lost + i * kOcChunk);
