@@ -9,6 +9,7 @@ from bidrn.deploy import freeze, frozen_layout, kernels, load, save
 from bidrn.deploy.dense import (
     DENSE_PRECISIONS,
     Bf16Conv2d,
+    ChannelsLastMaxPool2d,
     Int8Conv2d,
     Int8PointwiseConv2d,
     PointwiseConv2d,
@@ -18,6 +19,7 @@ from bidrn.deploy.dense import (
     resolve_dense_precision,
     set_dense_precision,
     set_input_range,
+    use_channels_last_pools,
     use_pointwise_convs,
 )
 from bidrn.errors import BidrnError
@@ -241,6 +243,7 @@ def test_int8_stem_conv_quantizes_images_and_falls_back_outside_their_range():
     weight = torch.round(conv.weight.double() / step.view(-1, 1, 1, 1)) * step.view(-1, 1, 1, 1)
     product = torch.nn.functional.conv2d(codes, weight, conv.bias.double(), 2, 3)
     torch.testing.assert_close(actual.double(), product, rtol=1e-5, atol=1e-5)
+    assert torch.equal(conv(x.contiguous(memory_format=torch.channels_last)), actual)  # either layout
     assert 1e-3 < ((actual - exact).abs().max() / exact.abs().max()).item() < 5e-2
     outside = x * 2  # not an image in [0, 1]: the float32 conv, not a clamped input
     torch.testing.assert_close(
@@ -250,6 +253,26 @@ def test_int8_stem_conv_quantizes_images_and_falls_back_outside_their_range():
         signed = nn.Conv2d(3, 4, 3)
         set_input_range(signed, -1.0, 1.0)
         Int8Conv2d.quantize(signed)
+
+
+def test_frozen_models_max_pool_without_indices_and_with_the_same_values():
+    pools = nn.Sequential(nn.MaxPool2d(3, 2, 1), nn.MaxPool2d(2, ceil_mode=True), nn.MaxPool2d(3, 1, 1))
+    assert use_channels_last_pools(pools) == 2  # ceil mode stays torch's
+    assert [type(p) for p in pools] == [ChannelsLastMaxPool2d, nn.MaxPool2d, ChannelsLastMaxPool2d]
+    x = torch.randn(2, 8, 11, 10).contiguous(memory_format=torch.channels_last)
+    for isa in (kernels.active_isa(), kernels.REFERENCE):
+        previous = kernels.active_isa()
+        kernels.set_isa(isa)
+        try:
+            assert torch.equal(pools[0](x), nn.functional.max_pool2d(x, 3, 2, 1))
+            widened = pools[0](x.bfloat16())  # an int8 stem's bf16 output comes back as float32
+            assert widened.dtype == torch.float32
+            assert torch.equal(widened, nn.functional.max_pool2d(x.bfloat16(), 3, 2, 1).float())
+        finally:
+            kernels.set_isa(previous)
+    assert torch.equal(pools[0](x.contiguous()), nn.functional.max_pool2d(x, 3, 2, 1))  # NCHW: torch's
+    frozen = freeze(nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(3, 2, 1)))
+    assert type(frozen[1]) is ChannelsLastMaxPool2d
 
 
 def test_a_model_with_bf16_weights_is_not_saved(tmp_path):

@@ -233,6 +233,44 @@ def test_a_residual_with_fewer_channels_repeats_along_the_output_channels():
 
 
 @pytest.mark.skipif(not kernels.extension_available(), reason="compiled kernels not built")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(
+    ("shape", "kernel", "stride", "padding"),
+    [
+        ((2, 64, 13, 10), (3, 3), (2, 2), (1, 1)),
+        ((1, 5, 7, 9), (3, 2), (1, 2), (1, 0)),
+        ((3, 3, 4, 4), (2, 2), (2, 2), (0, 0)),
+    ],
+)
+def test_max_pool_nhwc_equals_torch_max_pooling(dtype, shape, kernel, stride, padding):
+    generator = torch.Generator().manual_seed(sum(shape))
+    x = torch.randn(shape, generator=generator).to(dtype).contiguous(memory_format=torch.channels_last)
+    x[0, 0, 1, 1] = float("nan")  # a NaN wins its windows, as in torch
+    x[-1, -1, -1, -1] = float("-inf")
+    expected = F.max_pool2d(x.float(), kernel, stride, padding)
+    previous = torch.get_num_threads()
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        try:
+            out = kernels.max_pool_nhwc(x.permute(0, 2, 3, 1), kernel, stride, padding).permute(0, 3, 1, 2)
+        finally:
+            torch.set_num_threads(previous)
+        assert out.dtype == torch.float32
+        torch.testing.assert_close(out, expected, equal_nan=True, rtol=0, atol=0)
+
+
+@pytest.mark.skipif(not kernels.extension_available(), reason="compiled kernels not built")
+def test_max_pool_nhwc_refuses_what_it_cannot_pool():
+    x = torch.randn(1, 4, 4, 8)
+    with pytest.raises(ValueError, match="unit channel stride"):
+        kernels.max_pool_nhwc(x.permute(0, 3, 1, 2), (2, 2), (2, 2), (0, 0))
+    with pytest.raises(ValueError, match="float32 or bfloat16"):
+        kernels.max_pool_nhwc(x.double(), (2, 2), (2, 2), (0, 0))
+    with pytest.raises(ValueError, match="pool: "):
+        kernels.max_pool_nhwc(x, (2, 2), (2, 2), (2, 2))  # padding beyond half the window
+
+
+@pytest.mark.skipif(not kernels.extension_available(), reason="compiled kernels not built")
 @pytest.mark.parametrize("threads", [1, 2])
 def test_quantize_u8_equals_its_formula_on_strided_inputs(threads):
     torch.manual_seed(6)

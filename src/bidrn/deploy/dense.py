@@ -50,6 +50,7 @@ from bidrn.errors import BidrnError
 __all__ = [
     "DENSE_PRECISIONS",
     "Bf16Conv2d",
+    "ChannelsLastMaxPool2d",
     "DensePrecision",
     "Int8Conv2d",
     "Int8PointwiseConv2d",
@@ -63,6 +64,7 @@ __all__ = [
     "resolve_dense_precision",
     "set_dense_precision",
     "set_input_range",
+    "use_channels_last_pools",
     "use_pointwise_convs",
 ]
 
@@ -115,6 +117,47 @@ class Bf16Conv2d(nn.Conv2d):
             x.to(torch.bfloat16), self.weight, None, self.stride, self.padding, self.dilation, self.groups
         )
         return out.float() if self.bias is None else torch.add(out, self.bias.view(1, -1, 1, 1))
+
+
+class ChannelsLastMaxPool2d(nn.MaxPool2d):
+    """``nn.MaxPool2d`` on channels-last activations through the compiled kernels, float32 output.
+
+    Torch's CPU max pooling computes the argmax indices even when nobody asks for them; a stem's
+    3×3/2 pooling of 2×64×128×128 took 1.7 ms, :func:`bidrn.deploy.kernels.max_pool_nhwc` 0.3 ms.
+    Same values (a maximum rounds nothing). It also accepts a bfloat16 input (an int8 stem's
+    output, :class:`Int8Conv2d`) and returns it widened to float32, which the packed layers read.
+    Other inputs (no kernels, NCHW) run ``nn.MaxPool2d``, widened to float32 as well.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``nn.MaxPool2d.forward(x)`` as float32."""
+        if kernels.use_compiled() and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+            kernel, stride, padding = (_pair(v) for v in (self.kernel_size, self.stride, self.padding))
+            return kernels.max_pool_nhwc(x.permute(0, 2, 3, 1), kernel, stride, padding).permute(0, 3, 1, 2)
+        return super().forward(x).float()
+
+
+def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def use_channels_last_pools(model: nn.Module) -> int:
+    """Turn every plain max pooling of ``model`` into :class:`ChannelsLastMaxPool2d` (in place); how many.
+
+    Plain: no dilation, floor mode, no indices, padding at most half the kernel.
+    """
+    pools = [
+        module
+        for module in model.modules()
+        if type(module) is nn.MaxPool2d
+        and _pair(module.dilation) == (1, 1)
+        and not module.ceil_mode
+        and not module.return_indices
+        and all(2 * p <= k for p, k in zip(_pair(module.padding), _pair(module.kernel_size), strict=True))
+    ]
+    for pool in pools:
+        pool.__class__ = ChannelsLastMaxPool2d
+    return len(pools)
 
 
 def known_input_range(conv: nn.Module) -> tuple[float, float] | None:

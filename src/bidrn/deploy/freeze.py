@@ -39,6 +39,7 @@ from bidrn.deploy.dense import (
     channels_last_convs,
     fold_batchnorm_into_conv,
     set_input_range,
+    use_channels_last_pools,
     use_pointwise_convs,
 )
 from bidrn.deploy.layers import (
@@ -271,7 +272,8 @@ def freeze(model: nn.Module, example_inputs: Sequence[Any] | None = None, fuse: 
 def cpu_inference_settings(model: nn.Module) -> nn.Module:
     """A frozen model's run-time settings (in place; returns it), applied by :func:`freeze` and ``load``.
 
-    Full-precision conv weights are stored channels-last (the packed layers work channels-last).
+    Full-precision conv weights are stored channels-last (the packed layers work channels-last) and
+    max pooling runs without indices (:class:`~bidrn.deploy.dense.ChannelsLastMaxPool2d`).
     A whole-body model runs large batches :data:`INFERENCE_BATCH` crops at a time, and its
     encoders' stems record that they read images in [0, 1] (its input contract; int8 precision
     quantizes them on that range and checks it per call).
@@ -281,6 +283,7 @@ def cpu_inference_settings(model: nn.Module) -> nn.Module:
         for stem in model.modules():
             if isinstance(stem, Stem) and type(stem.conv) is nn.Conv2d:
                 set_input_range(stem.conv, 0.0, 1.0)
+    use_channels_last_pools(model)
     return channels_last_convs(model)
 
 

@@ -24,9 +24,9 @@
 
 namespace bidrn {
 
-// Raised whenever an argument struct (PackArgs, ConvArgs, QuantizeArgs) gains, loses, retypes or
+// Raised whenever an argument struct (PackArgs, ConvArgs, QuantizeArgs, PoolArgs) gains, loses, retypes or
 // reorders a field.
-constexpr uint32_t kAbiVersion = 4;
+constexpr uint32_t kAbiVersion = 5;
 
 constexpr int64_t kOcBlock = 8;   // output channels per weight word group
 constexpr int64_t kOcChunk = 32;  // output channels per job (out_channels_padded is a multiple)
@@ -99,6 +99,20 @@ struct QuantizeArgs {
   float inverse_scale, zero_point;
 };
 
+// One max-pooling pass over channels-last activations, without the indices torch's CPU max pooling
+// always computes (a frozen model's stems): out = max over the window's inside part, NaN winning.
+struct PoolArgs {
+  uint32_t abi_version;     // kAbiVersion
+  uint32_t struct_size;     // sizeof(PoolArgs)
+  const void* input;        // float32 or bfloat16 element (n, h, w, c) at n*in_stride_n + h*in_stride_h + w*in_stride_w + c
+  float* out;               // (batch, out_h, out_w, channels), contiguous, float32
+  int64_t batch, in_h, in_w, channels;
+  int64_t in_stride_n, in_stride_h, in_stride_w;  // in elements
+  int64_t out_h, out_w;
+  int64_t kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w;
+  int64_t bf16_input;       // 1: the input is bfloat16 (widened exactly), 0: float32
+};
+
 // Field lists, in declaration order, for abi_layout() (module.cpp) and its Python check.
 #define BIDRN_PACK_FIELDS(X)                                                                             \
   X(abi_version) X(struct_size) X(input) X(threshold) X(packed) X(sample_mean_abs) X(batch) X(in_h)     \
@@ -107,6 +121,10 @@ struct QuantizeArgs {
 #define BIDRN_QUANTIZE_FIELDS(X)                                                                         \
   X(abi_version) X(struct_size) X(input) X(out) X(batch) X(in_h) X(in_w) X(channels) X(in_stride_n)      \
   X(in_stride_h) X(in_stride_w) X(inverse_scale) X(zero_point)
+#define BIDRN_POOL_FIELDS(X)                                                                             \
+  X(abi_version) X(struct_size) X(input) X(out) X(batch) X(in_h) X(in_w) X(channels) X(in_stride_n)      \
+  X(in_stride_h) X(in_stride_w) X(out_h) X(out_w) X(kernel_h) X(kernel_w) X(stride_h) X(stride_w)        \
+  X(padding_h) X(padding_w) X(bf16_input)
 #define BIDRN_CONV_FIELDS(X)                                                                              \
   X(abi_version) X(struct_size) X(packed) X(weights) X(tap_sums) X(multiplier) X(addend) X(sample_scale)  \
   X(out) X(batch) X(in_h) X(in_w) X(buf_h) X(buf_w) X(buf_top) X(buf_left) X(pixel_words)                \
@@ -174,6 +192,10 @@ void border_correction(const ConvArgs& a, int64_t oh, int64_t ow, int64_t oc, in
 // Quantize rows [begin, end) of the flattened (batch, in_h) range (common.cpp; plain C++ that the
 // compiler vectorizes, the same for every kernel set).
 void quantize_rows(const QuantizeArgs& a, int64_t begin, int64_t end);
+
+// Pool output rows [begin, end) of the flattened (batch, out_h) range (common.cpp; plain C++ that the
+// compiler vectorizes).
+void max_pool_rows(const PoolArgs& a, int64_t begin, int64_t end);
 
 // Kernel sets; the x86 ones exist only in builds for x86 with GCC or Clang.
 const KernelSet& generic_kernels();

@@ -1,6 +1,7 @@
 // ISA-independent helpers shared by every kernel set.
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 #include "bitconv.hpp"
 
@@ -49,6 +50,62 @@ void quantize_rows(const QuantizeArgs& a, int64_t begin, int64_t end) {
     for (int64_t w = 0; w < width; ++w, src += a.in_stride_w, dst += channels)
       quantize_pixel(src, dst, channels, inverse_scale, offset);
   }
+}
+
+// A pooled element as float32: float32 as it is, bfloat16 widened (exactly).
+inline float widen(float value) { return value; }
+inline float widen(uint16_t value) {
+  const uint32_t bits = static_cast<uint32_t>(value) << 16;
+  float out;
+  std::memcpy(&out, &bits, sizeof(out));
+  return out;
+}
+
+// One output row: every output starts at -inf and takes the maximum over its window's taps inside
+// the input, a NaN winning (as torch's max pooling). The channel loop is the vectorized one.
+template <typename T>
+inline __attribute__((always_inline)) void pool_row(const PoolArgs& a, int64_t row) {
+  const T* input = static_cast<const T*>(a.input);
+  const int64_t channels = a.channels, n = row / a.out_h, oh = row % a.out_h;
+  const int64_t h0 = oh * a.stride_h - a.padding_h;
+  const int64_t h_lo = std::max<int64_t>(h0, 0), h_hi = std::min(h0 + a.kernel_h, a.in_h);
+  float* out_row = a.out + row * a.out_w * channels;
+  std::fill(out_row, out_row + a.out_w * channels, -std::numeric_limits<float>::infinity());
+  for (int64_t ow = 0; ow < a.out_w; ++ow) {
+    float* __restrict dst = out_row + ow * channels;
+    const int64_t w0 = ow * a.stride_w - a.padding_w;
+    const int64_t w_lo = std::max<int64_t>(w0, 0), w_hi = std::min(w0 + a.kernel_w, a.in_w);
+    for (int64_t h = h_lo; h < h_hi; ++h)
+      for (int64_t w = w_lo; w < w_hi; ++w) {
+        const T* __restrict src = input + n * a.in_stride_n + h * a.in_stride_h + w * a.in_stride_w;
+        for (int64_t c = 0; c < channels; ++c) {
+          const float value = widen(src[c]), best = dst[c];
+          dst[c] = (value > best || value != value) ? value : best;
+        }
+      }
+  }
+}
+
+// Each input type's row loop, compiled for AVX-512, AVX2 and the baseline on x86 (one dispatch per
+// call, not per pixel: called per pixel, the dispatch cost as much as the pooling).
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define BIDRN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define BIDRN_CLONES
+#endif
+BIDRN_CLONES static void pool_rows_f32(const PoolArgs& a, int64_t begin, int64_t end) {
+  for (int64_t row = begin; row < end; ++row) pool_row<float>(a, row);
+}
+BIDRN_CLONES static void pool_rows_bf16(const PoolArgs& a, int64_t begin, int64_t end) {
+  for (int64_t row = begin; row < end; ++row) pool_row<uint16_t>(a, row);
+}
+#undef BIDRN_CLONES
+
+void max_pool_rows(const PoolArgs& a, int64_t begin, int64_t end) {
+  if (a.bf16_input)
+    pool_rows_bf16(a, begin, end);
+  else
+    pool_rows_f32(a, begin, end);
 }
 
 }  // namespace bidrn

@@ -75,7 +75,8 @@ bool native_int8() {
 }
 
 static_assert(sizeof(PackArgs) != sizeof(QuantizeArgs) && sizeof(PackArgs) != sizeof(ConvArgs) &&
-                  sizeof(QuantizeArgs) != sizeof(ConvArgs),
+                  sizeof(QuantizeArgs) != sizeof(ConvArgs) && sizeof(PoolArgs) != sizeof(PackArgs) &&
+                  sizeof(PoolArgs) != sizeof(ConvArgs) && sizeof(PoolArgs) != sizeof(QuantizeArgs),
               "run() tells the argument structs apart by their size");
 
 // Copy a ctypes struct (any object with the buffer protocol) of type T, checking size and version.
@@ -177,12 +178,26 @@ bool check_quantize(const QuantizeArgs& a) {
   return true;
 }
 
-// One step of run(): a packing pass, a quantization pass, or a group of convolutions
-// (ConvArgs::joins_previous).
+bool check_pool(const PoolArgs& a) {
+  const bool sizes_ok = a.batch >= 0 && a.in_h >= 0 && a.in_w >= 0 && a.channels >= 0 && a.out_h >= 0 &&
+                        a.out_w >= 0 && a.kernel_h > 0 && a.kernel_w > 0 && a.stride_h > 0 && a.stride_w > 0;
+  // Every window must reach the input (torch's rule: padding at most half the kernel).
+  const bool windows_ok = a.padding_h >= 0 && a.padding_w >= 0 && 2 * a.padding_h <= a.kernel_h &&
+                          2 * a.padding_w <= a.kernel_w;
+  if (!a.input || !a.out || !sizes_ok || !windows_ok || (a.bf16_input != 0 && a.bf16_input != 1)) {
+    PyErr_SetString(PyExc_ValueError, "pool: null pointer, bad size, window or input type");
+    return false;
+  }
+  return true;
+}
+
+// One step of run(): a packing pass, a quantization pass, a pooling pass, or a group of
+// convolutions (ConvArgs::joins_previous).
 struct Step {
-  enum Kind { kPack, kQuantize, kConvs } kind;
+  enum Kind { kPack, kQuantize, kPool, kConvs } kind;
   PackArgs pack;
   QuantizeArgs quantize;
+  PoolArgs pool;
   std::vector<ConvArgs> convs;
 };
 
@@ -195,21 +210,27 @@ bool read_step(PyObject* object, std::vector<Step>* steps) {
   if (view.len >= static_cast<Py_ssize_t>(sizeof(header))) std::memcpy(header, view.buf, sizeof(header));
   PyBuffer_Release(&view);
   if (header[1] == sizeof(PackArgs)) {
-    Step step{Step::kPack, {}, {}, {}};
+    Step step{Step::kPack, {}, {}, {}, {}};
     if (!read_struct(object, &step.pack, "pack arguments") || !check_pack(step.pack)) return false;
     steps->push_back(std::move(step));
     return true;
   }
   if (header[1] == sizeof(QuantizeArgs)) {
-    Step step{Step::kQuantize, {}, {}, {}};
+    Step step{Step::kQuantize, {}, {}, {}, {}};
     if (!read_struct(object, &step.quantize, "quantize arguments") || !check_quantize(step.quantize)) return false;
+    steps->push_back(std::move(step));
+    return true;
+  }
+  if (header[1] == sizeof(PoolArgs)) {
+    Step step{Step::kPool, {}, {}, {}, {}};
+    if (!read_struct(object, &step.pool, "pool arguments") || !check_pool(step.pool)) return false;
     steps->push_back(std::move(step));
     return true;
   }
   ConvArgs conv;
   if (!read_struct(object, &conv, "conv arguments") || !check_conv(conv)) return false;
   if (!conv.joins_previous) {
-    steps->push_back(Step{Step::kConvs, {}, {}, {conv}});
+    steps->push_back(Step{Step::kConvs, {}, {}, {}, {conv}});
     return true;
   }
   if (steps->empty() || steps->back().kind != Step::kConvs) {
@@ -226,7 +247,7 @@ bool read_step(PyObject* object, std::vector<Step>* steps) {
   return true;
 }
 
-// run(steps, threads): PackArgs, QuantizeArgs and ConvArgs structs, executed in order with the GIL
+// run(steps, threads): PackArgs, QuantizeArgs, PoolArgs and ConvArgs structs, executed in order with the GIL
 // released.
 PyObject* py_run(PyObject*, PyObject* args) {
   PyObject* objects;
@@ -248,6 +269,11 @@ PyObject* py_run(PyObject*, PyObject* args) {
                      [&](int64_t b, int64_t e) { quantize_rows(quantize, b, e); });
         break;
       }
+      case Step::kPool: {
+        const PoolArgs& pool = step.pool;
+        parallel_for(pool.batch * pool.out_h, threads, [&](int64_t b, int64_t e) { max_pool_rows(pool, b, e); });
+        break;
+      }
       case Step::kConvs:
         run_convs(step.convs.data(), step.convs.size(), threads);
         break;
@@ -257,15 +283,18 @@ PyObject* py_run(PyObject*, PyObject* args) {
 }
 
 // {"version": kAbiVersion, "PackArgs": (size, ((field, offset), ...)), "ConvArgs": (...),
-//  "QuantizeArgs": (...)}
+//  "QuantizeArgs": (...), "PoolArgs": (...)}
 PyObject* py_abi_layout(PyObject*, PyObject*) {
 #define BIDRN_FIELD_PAIR(type, name) Py_BuildValue("(sn)", #name, static_cast<Py_ssize_t>(offsetof(type, name))),
 #define BIDRN_PACK_PAIR(name) BIDRN_FIELD_PAIR(PackArgs, name)
 #define BIDRN_CONV_PAIR(name) BIDRN_FIELD_PAIR(ConvArgs, name)
 #define BIDRN_QUANTIZE_PAIR(name) BIDRN_FIELD_PAIR(QuantizeArgs, name)
+#define BIDRN_POOL_PAIR(name) BIDRN_FIELD_PAIR(PoolArgs, name)
   PyObject* pack_fields[] = {BIDRN_PACK_FIELDS(BIDRN_PACK_PAIR)};
   PyObject* conv_fields[] = {BIDRN_CONV_FIELDS(BIDRN_CONV_PAIR)};
   PyObject* quantize_fields[] = {BIDRN_QUANTIZE_FIELDS(BIDRN_QUANTIZE_PAIR)};
+  PyObject* pool_fields[] = {BIDRN_POOL_FIELDS(BIDRN_POOL_PAIR)};
+#undef BIDRN_POOL_PAIR
 #undef BIDRN_QUANTIZE_PAIR
 #undef BIDRN_CONV_PAIR
 #undef BIDRN_PACK_PAIR
@@ -278,11 +307,13 @@ PyObject* py_abi_layout(PyObject*, PyObject*) {
   constexpr size_t pack_count = sizeof(pack_fields) / sizeof(pack_fields[0]);
   constexpr size_t conv_count = sizeof(conv_fields) / sizeof(conv_fields[0]);
   constexpr size_t quantize_count = sizeof(quantize_fields) / sizeof(quantize_fields[0]);
-  return Py_BuildValue("{s:I,s:(nN),s:(nN),s:(nN)}", "version", kAbiVersion, "PackArgs",
+  constexpr size_t pool_count = sizeof(pool_fields) / sizeof(pool_fields[0]);
+  return Py_BuildValue("{s:I,s:(nN),s:(nN),s:(nN),s:(nN)}", "version", kAbiVersion, "PackArgs",
                        static_cast<Py_ssize_t>(sizeof(PackArgs)), as_tuple(pack_fields, pack_count), "ConvArgs",
                        static_cast<Py_ssize_t>(sizeof(ConvArgs)), as_tuple(conv_fields, conv_count),
                        "QuantizeArgs", static_cast<Py_ssize_t>(sizeof(QuantizeArgs)),
-                       as_tuple(quantize_fields, quantize_count));
+                       as_tuple(quantize_fields, quantize_count), "PoolArgs",
+                       static_cast<Py_ssize_t>(sizeof(PoolArgs)), as_tuple(pool_fields, pool_count));
 }
 
 PyObject* py_supported_isas(PyObject*, PyObject*) {
@@ -332,7 +363,7 @@ PyObject* py_set_isa(PyObject*, PyObject* args) {
 }
 
 PyMethodDef methods[] = {
-    {"run", py_run, METH_VARARGS, "run(steps, threads): PackArgs, QuantizeArgs and ConvArgs structs, in order."},
+    {"run", py_run, METH_VARARGS, "run(steps, threads): PackArgs, QuantizeArgs, PoolArgs and ConvArgs structs, in order."},
     {"abi_layout", py_abi_layout, METH_NOARGS, "ABI version, sizes and field offsets of the argument structs."},
     {"planes", py_planes, METH_NOARGS, "Words the active kernel set stores per packed word (1 or 2)."},
     {"get_threading", py_get_threading, METH_NOARGS, "Where kernels run in parallel: openmp (the process's team) or pool."},
