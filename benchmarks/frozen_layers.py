@@ -31,10 +31,12 @@ from bidrn.deploy.allocator import retain_freed_memory
 from bidrn.deploy.dense import DENSE_PRECISIONS, set_dense_precision
 from bidrn.deploy.fusion import FusedLocalConvResidual
 from bidrn.deploy.layers import PackedBinaryConvTranspose2d, PackedBinaryLayer
+from bidrn.deploy.upsampling import FusedUpsampling
 from bidrn.engine.protocols import PROTOCOLS
 
 SIZES = {"paper": {}, "cpu": dict(PROTOCOLS["synth-cpu"].model_overrides)}
-TIMED = (FusedLocalConvResidual, PackedBinaryLayer, nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+FUSED = (FusedLocalConvResidual, FusedUpsampling)
+TIMED = (*FUSED, PackedBinaryLayer, nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 
 
 @dataclass
@@ -60,6 +62,8 @@ def multiply_accumulates(layer: nn.Module, output: torch.Tensor) -> int:
     if isinstance(layer, FusedLocalConvResidual):
         pixels = output.shape[0] * output.shape[2] * output.shape[3]
         return sum(pixels * conv.out_channels * kernel_taps(conv) * conv.in_channels for conv in layer.convs)
+    if isinstance(layer, FusedUpsampling):  # its deconv's (its first unit's 1x1 projection runs inside too)
+        return multiply_accumulates(layer.deconv, output)
     in_channels = layer.in_channels if hasattr(layer, "in_channels") else layer.in_features
     if isinstance(layer, (nn.ConvTranspose2d, PackedBinaryConvTranspose2d)):  # stride² output phases
         return output.numel() * in_channels * kernel_taps(layer) // (layer.stride[0] * layer.stride[1])
@@ -73,7 +77,7 @@ def attach_timers(model: nn.Module) -> dict[str, LayerRecord]:
     inside_units = {
         name + "." + child
         for name, module in model.named_modules()
-        if isinstance(module, FusedLocalConvResidual)
+        if isinstance(module, FUSED)
         for child, _ in module.named_modules()
         if child
     }
@@ -88,7 +92,7 @@ def attach_timers(model: nn.Module) -> dict[str, LayerRecord]:
             elapsed = time.perf_counter() - module._timer_started
             output = output if torch.is_tensor(output) else output[0]
             if name not in records:
-                binary = isinstance(module, (FusedLocalConvResidual, PackedBinaryLayer))
+                binary = isinstance(module, (*FUSED, PackedBinaryLayer))
                 records[name] = LayerRecord(
                     type(module).__name__, binary, tuple(inputs[0].shape), tuple(output.shape),
                     multiply_accumulates(module, output), [],
