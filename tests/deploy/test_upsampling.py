@@ -38,3 +38,16 @@ def test_new_parameters_replace_the_call_plans(isa):
         before = fused(x)
         fused.load_state_dict(state)
         torch.testing.assert_close(fused(x), before + 1.0)
+
+
+def test_moving_the_model_replaces_the_call_plans(isa):
+    """The plans point to the deconv's kernel operands, which moving the module rebuilds."""
+    unit = randomize(BinarizedUpsampling(32, 32, BoxNetConfig(binarized=True)))
+    fused = freeze(nn.Sequential(unit))
+    x = torch.randn(1, 32, 4, 4)
+    with torch.no_grad():
+        before = fused(x)
+        fused.to("cpu", torch.float32)  # _apply: the deconv drops its prepared operands
+        assert fused[0]._plans == {}
+        assert fused[0].deconv._prepared is None
+        torch.testing.assert_close(fused(x), before, rtol=0, atol=0)

@@ -63,13 +63,19 @@ class _Plan:
     pack: kernels.PackPlan
     convs: tuple[kernels.ConvArgs, ...]
     out_offsets: tuple[int, ...]  # bytes from the output's start to each phase's first element
-    operands: tuple[object, ...]  # the epilogue vectors the argument structs point to
+    operands: tuple[object, ...]  # the weights and epilogue vectors the argument structs point to
 
 
 class FusedUpsampling(BinarizedUpsampling):
     """:class:`~bidrn.nets.boxnet.BinarizedUpsampling` run as one packed conv with fused post-ops."""
 
     _plans: dict[tuple, _Plan]
+
+    def _apply(self, fn, recurse=True):
+        # Moving or converting the module rebuilds the deconv's kernel operands, which the plans
+        # point to (as FusedLocalConvResidual.invalidate).
+        self._plans.clear()
+        return super()._apply(fn, recurse)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C_in, H, W) -> (B, C_out, 2H, 2W), as the unfused unit up to float rounding."""
@@ -111,11 +117,12 @@ class FusedUpsampling(BinarizedUpsampling):
             shift=kernels.padded_like(scale * rprelu.shift_out.double() + shift, multiplier),
         )
         out = torch.empty(out_shape, dtype=torch.float32)
-        pack = kernels.plan_pack(a_nhwc, phases, *out_shape[1:3], deconv._threshold())
+        threshold = deconv._threshold()
+        pack = kernels.plan_pack(a_nhwc, phases, *out_shape[1:3], threshold)
         convs, offsets = [], []
         for phase, size in zip(phases, pack.sizes, strict=True):
             conv = kernels.plan_conv_args(pack, phase, size, out, multiplier, shifted_addend, post)
             convs.append(conv)
             offsets.append(conv.out - out.data_ptr())
-        operands = (multiplier, shifted_addend, post.slope, post.scale, post.shift, deconv._threshold())
+        operands = (phases, multiplier, shifted_addend, post.slope, post.scale, post.shift, threshold)
         return _Plan(out_shape, pack, tuple(convs), tuple(offsets), operands)
