@@ -272,12 +272,12 @@ class FusedLocalConvResidual(LocalConvResidual):
         shared = self.shares_packed_input
         packs, input_offsets, bindings, steps, operands = [], [], [], [], []
         for index, (phase, multiplier, addend, post) in enumerate(self._kernel_branches()):
-            conv = self.convs[index]
-            width = multiplier.shape[0] if self.merges_branches else width
+            threshold = self.convs[index]._threshold()  # one tensor: the pack points to it, operands keep it
+            width = multiplier.shape[0] if self.merges_branches else width  # merged: all branches' channels
             part = a_nhwc[..., index * in_width : (index + 1) * in_width] if summed else a_nhwc
             if not packs or not shared:
                 source = a_nhwc if shared else part
-                packs.append(kernels.plan_pack(source, [phase], out_h, out_w, conv._threshold()))
+                packs.append(kernels.plan_pack(source, [phase], out_h, out_w, threshold))
                 input_offsets.append(source.data_ptr() - a_nhwc.data_ptr())
                 steps.append(packs[-1].args)
             branch_out = out if summed else out[..., index * width : (index + 1) * width]
@@ -321,7 +321,7 @@ class FusedLocalConvResidual(LocalConvResidual):
                 )
             )
             steps.append(args)
-            operands.append((phase, multiplier, addend, post, conv._threshold()))
+            operands.append((phase, multiplier, addend, post, threshold))
         return _UnitPlan(
             out_shape, tuple(packs), tuple(input_offsets), tuple(bindings), tuple(steps), tuple(operands)
         )
