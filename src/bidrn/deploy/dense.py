@@ -124,15 +124,16 @@ class ChannelsLastMaxPool2d(nn.MaxPool2d):
     """``nn.MaxPool2d`` on channels-last activations through the compiled kernels, float32 output.
 
     Torch's CPU max pooling computes the argmax indices even when nobody asks for them; a stem's
-    3×3/2 pooling of 2×64×128×128 took 1.7 ms, :func:`bidrn.deploy.kernels.max_pool_nhwc` 0.3 ms.
+    3×3/2 pooling of 2×64×128×128 took 1.5–1.7 ms, :func:`bidrn.deploy.kernels.max_pool_nhwc` 0.8.
     Same values (a maximum rounds nothing). It also accepts a bfloat16 input (an int8 stem's
     output, :class:`Int8Conv2d`) and returns it widened to float32, which the packed layers read.
-    Other inputs (no kernels, NCHW) run ``nn.MaxPool2d``, widened to float32 as well.
+    Other inputs (NCHW, other types) run ``nn.MaxPool2d``, widened to float32 as well.
     """
 
     def forward(self, x: Tensor) -> Tensor:
         """``nn.MaxPool2d.forward(x)`` as float32."""
-        if kernels.use_compiled() and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+        channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+        if channels_last and x.dtype in (torch.float32, torch.bfloat16) and x.device.type == "cpu":
             kernel, stride, padding = (_pair(v) for v in (self.kernel_size, self.stride, self.padding))
             return kernels.max_pool_nhwc(x.permute(0, 2, 3, 1), kernel, stride, padding).permute(0, 3, 1, 2)
         return super().forward(x).float()

@@ -295,13 +295,17 @@ def max_pool_nhwc(
     """Max pooling of a channels-last (N, H, W, C) float32 or bfloat16 view, as float32 (N, OH, OW, C).
 
     The result of ``F.max_pool2d`` (floor mode, dilation 1; a NaN in a window wins), without the
-    indices torch's CPU pooling always computes: 5x faster on a stem's 2x128x128x64 output. A
-    bfloat16 input is widened exactly. Needs the compiled kernels; padding at most half the kernel.
+    indices torch's CPU pooling always computes: 1.5 -> 0.8 ms on a stem's 2x128x128x64 output (Zen 4,
+    one thread). A bfloat16 input is widened exactly. Padding at most half the kernel. Without the
+    compiled kernels, ``F.max_pool2d`` itself.
     """
     if x.dtype not in (torch.float32, torch.bfloat16) or x.dim() != 4 or x.device.type != "cpu":
         raise ValueError(f"max pooling needs a 4-D float32 or bfloat16 CPU tensor, not {x.dim()}-D {x.dtype}")
     if x.stride(3) != 1 and x.shape[3] > 1:
         raise ValueError("max pooling needs a (N, H, W, C) view with unit channel stride")
+    if not use_compiled():
+        pooled = torch.nn.functional.max_pool2d(x.permute(0, 3, 1, 2), kernel_size, stride, padding)
+        return pooled.float().permute(0, 2, 3, 1)
     batch, in_h, in_w, channels = x.shape
     out_h = (in_h + 2 * padding[0] - kernel_size[0]) // stride[0] + 1
     out_w = (in_w + 2 * padding[1] - kernel_size[1]) // stride[1] + 1
