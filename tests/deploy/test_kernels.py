@@ -186,15 +186,22 @@ def test_an_extension_with_other_structs_is_refused():
     assert "ConvArgs differs" in kernels._abi_problem(Other(moved))
 
 
-@pytest.mark.skipif(not kernels.extension_available(), reason="compiled kernels not built")
-def test_a_conv_can_join_only_a_conv_of_the_same_job_space():
-    x = torch.randn(1, 64, 4, 4).contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
-    layer = integer_layer(PackedBinaryConv2d(64, 32, 1), torch.ones(32, 64, 1, 1))
+def all_ones_pointwise(height, width, out_channels):
+    """A packed 64-channel NHWC input and an all-(+1) 1x1 conv over it: (x, phase, multiplier, addend,
+    pack, buffer); each output is 64 - 2 * (negative inputs of its pixel)."""
+    x = torch.randn(1, 64, height, width).contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
+    layer = integer_layer(PackedBinaryConv2d(64, out_channels, 1), torch.ones(out_channels, 64, 1, 1))
     (phase,), multiplier, addend = layer._kernel_operands()
-    pack = kernels.plan_pack(x, [phase], 4, 4)
-    out = torch.empty(1, 4, 4, 32)
+    pack = kernels.plan_pack(x, [phase], height, width)
     buffer = pack.buffer()
     pack.args.packed = buffer.data_ptr()
+    return x, phase, multiplier, addend, pack, buffer
+
+
+@pytest.mark.skipif(not kernels.extension_available(), reason="compiled kernels not built")
+def test_a_conv_can_join_only_a_conv_of_the_same_job_space():
+    x, phase, multiplier, addend, pack, buffer = all_ones_pointwise(4, 4, 32)
+    out = torch.empty(1, 4, 4, 32)
     first = kernels.plan_conv_args(pack, phase, (4, 4), out, multiplier, addend)
     second = kernels.plan_conv_args(pack, phase, (4, 4), out, multiplier, addend, joins_previous=True)
     first.packed = second.packed = buffer.data_ptr()
@@ -209,12 +216,7 @@ def test_a_conv_can_join_only_a_conv_of_the_same_job_space():
 
 @pytest.mark.skipif(not kernels.extension_available(), reason="compiled kernels not built")
 def test_a_residual_with_fewer_channels_repeats_along_the_output_channels():
-    x = torch.randn(1, 64, 3, 5).contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
-    layer = integer_layer(PackedBinaryConv2d(64, 96, 1), torch.ones(96, 64, 1, 1))
-    (phase,), multiplier, addend = layer._kernel_operands()
-    pack = kernels.plan_pack(x, [phase], 3, 5)
-    buffer = pack.buffer()
-    pack.args.packed = buffer.data_ptr()
+    x, phase, multiplier, addend, pack, buffer = all_ones_pointwise(3, 5, 96)
     residual = torch.randn(1, 3, 5, 32)
     out = torch.empty(1, 3, 5, 96)
     post = kernels.PostOps(residual=residual)
