@@ -24,8 +24,8 @@
 
 namespace bidrn {
 
-// Raised whenever an argument struct (PackArgs, ConvArgs, QuantizeArgs, PoolArgs) gains, loses, retypes or
-// reorders a field.
+// Raised whenever an argument struct (PackArgs, ConvArgs, QuantizeArgs, PoolArgs) gains, loses,
+// retypes or reorders a field.
 constexpr uint32_t kAbiVersion = 5;
 
 constexpr int64_t kOcBlock = 8;   // output channels per weight word group
@@ -104,7 +104,8 @@ struct QuantizeArgs {
 struct PoolArgs {
   uint32_t abi_version;     // kAbiVersion
   uint32_t struct_size;     // sizeof(PoolArgs)
-  const void* input;        // float32 or bfloat16 element (n, h, w, c) at n*in_stride_n + h*in_stride_h + w*in_stride_w + c
+  const void* input;        // float32 or bfloat16 (bf16_input) element (n, h, w, c) at
+                            // n*in_stride_n + h*in_stride_h + w*in_stride_w + c
   float* out;               // (batch, out_h, out_w, channels), contiguous, float32
   int64_t batch, in_h, in_w, channels;
   int64_t in_stride_n, in_stride_h, in_stride_w;  // in elements

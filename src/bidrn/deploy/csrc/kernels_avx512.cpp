@@ -29,6 +29,16 @@ namespace {
 
 constexpr int kPixels = 6;
 
+// lost[0..32) = 2 * the popcounts of one pixel's 32 channels, held in four vectors of 64-bit lanes.
+inline void store_doubled(const __m512i (&counts)[4], int32_t* lost) {
+  const __m512i low = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(counts[0])),
+                                         _mm512_cvtepi64_epi32(counts[1]), 1);
+  const __m512i high = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(counts[2])),
+                                          _mm512_cvtepi64_epi32(counts[3]), 1);
+  _mm512_storeu_si512(lost, _mm512_add_epi32(low, low));
+  _mm512_storeu_si512(lost + 16, _mm512_add_epi32(high, high));
+}
+
 // lost[i * kOcChunk + k] = 2 * popcount for pixel ow + i (i < pixels) and channel oc0 + k.
 inline void tile_popcounts(const ConvArgs& a, const uint64_t* row_base, int64_t ow, int pixels, int64_t oc0,
                            int32_t* lost) {
@@ -61,14 +71,7 @@ inline void tile_popcounts(const ConvArgs& a, const uint64_t* row_base, int64_t 
         }
       }
     }
-  for (int i = 0; i < pixels; ++i) {
-    const __m512i low = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(acc[i][0])),
-                                           _mm512_cvtepi64_epi32(acc[i][1]), 1);
-    const __m512i high = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(acc[i][2])),
-                                            _mm512_cvtepi64_epi32(acc[i][3]), 1);
-    _mm512_storeu_si512(lost + i * kOcChunk, _mm512_add_epi32(low, low));
-    _mm512_storeu_si512(lost + i * kOcChunk + 16, _mm512_add_epi32(high, high));
-  }
+  for (int i = 0; i < pixels; ++i) store_doubled(acc[i], lost + i * kOcChunk);
 }
 
 // tile_popcounts for a 1x1 conv over one word per pixel (64 input channels or fewer): nothing to
@@ -82,13 +85,9 @@ inline void single_word_popcounts(const ConvArgs& a, const uint64_t* row_base, i
   const uint64_t* pixel = row_base + (ow * a.stride_w + a.offset_w + a.buf_left) * a.pixel_words + a.word_offset;
   for (int i = 0; i < pixels; ++i, pixel += step) {
     const __m512i x = _mm512_set1_epi64(static_cast<long long>(*pixel));
-    const auto count = [&](__m512i block) {
-      return _mm512_cvtepi64_epi32(_mm512_popcnt_epi64(_mm512_xor_si512(x, block)));
-    };
-    const __m512i low = _mm512_inserti64x4(_mm512_castsi256_si512(count(w0)), count(w1), 1);
-    const __m512i high = _mm512_inserti64x4(_mm512_castsi256_si512(count(w2)), count(w3), 1);
-    _mm512_storeu_si512(lost + i * kOcChunk, _mm512_add_epi32(low, low));
-    _mm512_storeu_si512(lost + i * kOcChunk + 16, _mm512_add_epi32(high, high));
+    const auto count = [&](__m512i block) { return _mm512_popcnt_epi64(_mm512_xor_si512(x, block)); };
+    const __m512i counts[4] = {count(w0), count(w1), count(w2), count(w3)};
+    store_doubled(counts, lost + i * kOcChunk);
   }
 }
 
