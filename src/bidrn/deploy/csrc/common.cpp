@@ -23,14 +23,19 @@ void border_correction(const ConvArgs& a, int64_t oh, int64_t ow, int64_t oc, in
   }
 }
 
-// One pixel's channels; the restrict-qualified pointers and the count in a local let the compiler
-// vectorize (a uint8_t store may otherwise alias anything, QuantizeArgs included). On x86 it is
-// compiled for AVX-512, AVX2 and the baseline and the loader picks one (4x faster than SSE2 alone).
+// The row loops below are compiled for AVX-512, AVX2 and the baseline on x86 and the loader picks
+// one (4x faster than SSE2 alone). The clones are whole row loops, so a call dispatches once: a
+// clone called per pixel cost as much as the work for a stem's 3 or 64 channels.
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-__attribute__((target_clones("avx512f", "avx2", "default")))
+#define BIDRN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define BIDRN_CLONES
 #endif
-static void quantize_pixel(const float* __restrict src, uint8_t* __restrict dst, int64_t channels,
-                           float inverse_scale, float offset) {
+
+// One pixel's channels; the restrict-qualified pointers and the count in a local let the compiler
+// vectorize (a uint8_t store may otherwise alias anything, QuantizeArgs included).
+inline __attribute__((always_inline)) void quantize_pixel(const float* __restrict src, uint8_t* __restrict dst,
+                                                          int64_t channels, float inverse_scale, float offset) {
   for (int64_t c = 0; c < channels; ++c) {
     // Two statements, so that no compiler fuses them into one FMA (torch's formula rounds twice);
     // floor() by truncation, the value being clamped to [0, 255] first.
@@ -40,7 +45,7 @@ static void quantize_pixel(const float* __restrict src, uint8_t* __restrict dst,
   }
 }
 
-void quantize_rows(const QuantizeArgs& a, int64_t begin, int64_t end) {
+BIDRN_CLONES void quantize_rows(const QuantizeArgs& a, int64_t begin, int64_t end) {
   const float inverse_scale = a.inverse_scale, offset = a.zero_point + 0.5f;
   const int64_t channels = a.channels, width = a.in_w;
   for (int64_t row = begin; row < end; ++row) {
@@ -86,13 +91,7 @@ inline __attribute__((always_inline)) void pool_row(const PoolArgs& a, int64_t r
   }
 }
 
-// Each input type's row loop, compiled for AVX-512, AVX2 and the baseline on x86 (one dispatch per
-// call, not per pixel: called per pixel, the dispatch cost as much as the pooling).
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#define BIDRN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define BIDRN_CLONES
-#endif
+// Each input type's row loop (see BIDRN_CLONES).
 BIDRN_CLONES static void pool_rows_f32(const PoolArgs& a, int64_t begin, int64_t end) {
   for (int64_t row = begin; row < end; ++row) pool_row<float>(a, row);
 }
