@@ -134,13 +134,9 @@ class ChannelsLastMaxPool2d(nn.MaxPool2d):
         """``nn.MaxPool2d.forward(x)`` as float32."""
         channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
         if channels_last and x.dtype in (torch.float32, torch.bfloat16) and x.device.type == "cpu":
-            kernel, stride, padding = (_pair(v) for v in (self.kernel_size, self.stride, self.padding))
+            kernel, stride, padding = (kernels.pair(v) for v in (self.kernel_size, self.stride, self.padding))
             return kernels.max_pool_nhwc(x.permute(0, 2, 3, 1), kernel, stride, padding).permute(0, 3, 1, 2)
         return super().forward(x).float()
-
-
-def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
 
 def use_channels_last_pools(model: nn.Module) -> int:
@@ -148,15 +144,14 @@ def use_channels_last_pools(model: nn.Module) -> int:
 
     Plain: no dilation, floor mode, no indices, padding at most half the kernel.
     """
-    pools = [
-        module
-        for module in model.modules()
-        if type(module) is nn.MaxPool2d
-        and _pair(module.dilation) == (1, 1)
-        and not module.ceil_mode
-        and not module.return_indices
-        and all(2 * p <= k for p, k in zip(_pair(module.padding), _pair(module.kernel_size), strict=True))
-    ]
+
+    def plain(pool: nn.MaxPool2d) -> bool:
+        (pad_h, pad_w), (kernel_h, kernel_w) = kernels.pair(pool.padding), kernels.pair(pool.kernel_size)
+        windows_reach_input = 2 * pad_h <= kernel_h and 2 * pad_w <= kernel_w
+        plain_options = kernels.pair(pool.dilation) == (1, 1) and not (pool.ceil_mode or pool.return_indices)
+        return plain_options and windows_reach_input
+
+    pools = [module for module in model.modules() if type(module) is nn.MaxPool2d and plain(module)]
     for pool in pools:
         pool.__class__ = ChannelsLastMaxPool2d
     return len(pools)

@@ -319,6 +319,11 @@ def max_pool_nhwc(
     return out
 
 
+def pair(value: int | tuple[int, ...]) -> tuple[int, int]:
+    """A size given as an int or an (h, w) sequence, as an (h, w) tuple of ints (torch's convention)."""
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
 @dataclass(frozen=True)
 class ConvPhase:
     """One ordinary (correlation) convolution that the kernels run over the packed input.

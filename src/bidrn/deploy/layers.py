@@ -138,10 +138,6 @@ class PackedBinaryLayer(nn.Module):
         return f"{self.in_channels}, {self.out_channels}{extras}"
 
 
-def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
-
-
 class PackedBinaryConv2d(PackedBinaryLayer):
     """Frozen :class:`bidrn.binary.BinaryConv2d` (groups = 1, zero padding)."""
 
@@ -158,10 +154,10 @@ class PackedBinaryConv2d(PackedBinaryLayer):
         input_scale: bool = False,
         has_threshold: bool = False,
     ) -> None:
-        self.kernel_size = _pair(kernel_size)
-        self.stride = _pair(stride)
-        self.padding = _pair(padding)
-        self.dilation = _pair(dilation)
+        self.kernel_size = kernels.pair(kernel_size)
+        self.stride = kernels.pair(stride)
+        self.padding = kernels.pair(padding)
+        self.dilation = kernels.pair(dilation)
         super().__init__(in_channels, out_channels, self.kernel_size, input_scale, has_threshold)
 
     def config(self) -> dict[str, Any]:
@@ -244,11 +240,11 @@ class PackedBinaryConvTranspose2d(PackedBinaryLayer):
         input_scale: bool = False,
         has_threshold: bool = False,
     ) -> None:
-        self.kernel_size = _pair(kernel_size)
-        self.stride = _pair(stride)
-        self.padding = _pair(padding)
-        self.output_padding = _pair(output_padding)
-        self.dilation = _pair(dilation)
+        self.kernel_size = kernels.pair(kernel_size)
+        self.stride = kernels.pair(stride)
+        self.padding = kernels.pair(padding)
+        self.output_padding = kernels.pair(output_padding)
+        self.dilation = kernels.pair(dilation)
         super().__init__(in_channels, out_channels, self.kernel_size, input_scale, has_threshold)
 
     def config(self) -> dict[str, Any]:
