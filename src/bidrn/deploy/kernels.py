@@ -30,7 +30,7 @@ import importlib
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import ModuleType
 
 import torch
@@ -562,46 +562,66 @@ def plan_conv_args(
 
 @dataclass(frozen=True)
 class ConvPlan:
-    """A single-phase packed conv (and its post-ops) planned for fixed shapes, strides and operands.
+    """A packed conv (all its phases) and its post-ops, planned for fixed shapes, strides and operands.
 
     :func:`plan_conv` computes the argument structs once; :meth:`__call__` fills in the addresses
-    of the input, a new packed buffer and the output and makes one extension call. The plan holds
-    its operand tensors, so their addresses stay valid.
+    of the input, a new packed buffer, the output and, when planned with one, the residual, and
+    makes one extension call. The plan holds its operand tensors, so their addresses stay valid.
     """
 
     pack: PackPlan
-    conv: ConvArgs
+    convs: tuple[ConvArgs, ...]
+    out_offsets: tuple[int, ...]  # bytes from the output's start to each phase's first element
     out_shape: tuple[int, int, int, int]
+    takes_residual: bool
     operands: tuple[object, ...]
 
-    def __call__(self, x_nhwc: Tensor) -> Tensor:
-        """Run on ``x_nhwc`` (shaped and strided as planned); returns a new (N, OH, OW, O) output."""
+    def __call__(self, x_nhwc: Tensor, residual: Tensor | None = None) -> Tensor:
+        """Run on ``x_nhwc`` (and ``residual``), shaped and strided as planned; a new output."""
+        if (residual is not None) != self.takes_residual:
+            raise ValueError("pass the residual exactly when the plan was made with one")
         out = torch.empty(self.out_shape, dtype=torch.float32)
         buffer = self.pack.buffer()
-        self.pack.args.input = x_nhwc.data_ptr()
-        self.pack.args.packed = self.conv.packed = buffer.data_ptr()
-        self.conv.out = out.data_ptr()
-        run((self.pack.args, self.conv))
+        self.pack.args.input, self.pack.args.packed = x_nhwc.data_ptr(), buffer.data_ptr()
+        for conv, offset in zip(self.convs, self.out_offsets, strict=True):
+            conv.packed, conv.out = buffer.data_ptr(), out.data_ptr() + offset
+            if residual is not None:
+                conv.residual = residual.data_ptr()
+        run((self.pack.args, *self.convs))
         return out
 
 
 def plan_conv(
     x_nhwc: Tensor,
-    phase: ConvPhase,
+    phases: Sequence[ConvPhase],
     out_channels: int,
     out_size: tuple[int, int],
     multiplier: Tensor,
     addend: Tensor,
     threshold: Tensor | None = None,
+    post: PostOps | None = None,
 ) -> ConvPlan:
-    """Plan the single-phase packed conv of inputs shaped and strided like ``x_nhwc``; nothing runs yet."""
-    if phase.out_start != (0, 0) or phase.out_step != (1, 1):
-        raise ValueError("call plans cover ordinary (single-phase) convolutions only")
+    """Plan the packed conv of inputs shaped and strided like ``x_nhwc``; nothing runs yet.
+
+    ``phases`` are a conv's one phase or a transposed conv's s² (each needs taps; a phase that no
+    tap reaches runs through :func:`packed_conv`). ``post`` may hold a residual, which each call
+    then passes (it is read at each phase's own output coordinates).
+    """
+    if any(phase.kernel_size[0] * phase.kernel_size[1] == 0 for phase in phases):
+        raise ValueError("call plans need taps in every phase")
+    post = post or _NO_POST
     out_shape = (x_nhwc.shape[0], *out_size, out_channels)
-    pack = plan_pack(x_nhwc, [phase], *out_size, threshold)
+    pack = plan_pack(x_nhwc, phases, *out_size, threshold)
     like = torch.empty(out_shape, dtype=torch.float32)
-    conv = plan_conv_args(pack, phase, pack.sizes[0], like, multiplier, addend)
-    return ConvPlan(pack, conv, out_shape, (phase, multiplier, addend, threshold))
+    convs = [
+        plan_conv_args(pack, phase, size, like, multiplier, addend, post)
+        for phase, size in zip(phases, pack.sizes, strict=True)
+        if size[0] and size[1]
+    ]
+    offsets = tuple(conv.out - like.data_ptr() for conv in convs)
+    vectors = replace(post, residual=None, accumulate=None)  # the epilogue vectors, not activations
+    operands = (tuple(phases), multiplier, addend, threshold, vectors)
+    return ConvPlan(pack, tuple(convs), offsets, out_shape, post.residual is not None, operands)
 
 
 def packed_conv(

@@ -207,10 +207,10 @@ class PackedBinaryConv2d(PackedBinaryLayer):
         key = (x_nhwc.shape, x_nhwc.stride(), kernels.generation())
         plan = self._plans.get(key)
         if plan is None:
-            (phase,), multiplier, addend = self._kernel_operands()
+            phases, multiplier, addend = self._kernel_operands()
             out_size = self.out_size(x.shape[2], x.shape[3])
             plan = kernels.plan_conv(
-                x_nhwc, phase, self.out_channels, out_size, multiplier, addend, self._threshold()
+                x_nhwc, phases, self.out_channels, out_size, multiplier, addend, self._threshold()
             )
             self._plans[key] = plan
         out = plan(x_nhwc)
@@ -328,18 +328,20 @@ class PackedBinaryConvTranspose2d(PackedBinaryLayer):
             return self._epilogue(accumulator, x, 1)
         phases, multiplier, addend = self._kernel_operands()
         x_nhwc = x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
-        out = kernels.packed_conv(
-            x_nhwc,
-            phases,
-            out_h,
-            out_w,
-            self.out_channels,
-            multiplier,
-            addend,
-            self._threshold(),
-            self.input_scale,
-        )
-        return out.permute(0, 3, 1, 2)
+        if self.input_scale or any(phase.kernel_size[0] * phase.kernel_size[1] == 0 for phase in phases):
+            out = kernels.packed_conv(
+                x_nhwc, phases, out_h, out_w, self.out_channels, multiplier, addend, self._threshold(),
+                self.input_scale,
+            )  # fmt: skip
+            return out.permute(0, 3, 1, 2)
+        key = (x_nhwc.shape, x_nhwc.stride(), out_h, out_w, kernels.generation())
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = kernels.plan_conv(
+                x_nhwc, phases, self.out_channels, (out_h, out_w), multiplier, addend, self._threshold()
+            )
+            self._plans[key] = plan
+        return plan(x_nhwc).permute(0, 3, 1, 2)
 
 
 class PackedBinaryLinear(PackedBinaryLayer):

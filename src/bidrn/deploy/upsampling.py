@@ -16,8 +16,6 @@ Fusing swaps the class in place and keeps every submodule, so the state dict is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor, nn
 
@@ -55,21 +53,10 @@ def fuse_upsampling(model: nn.Module) -> int:
     return len(units)
 
 
-@dataclass(frozen=True)
-class _Plan:
-    """The packing pass and the four phase convs for one input shape, and where each phase writes."""
-
-    out_shape: tuple[int, int, int, int]
-    pack: kernels.PackPlan
-    convs: tuple[kernels.ConvArgs, ...]
-    out_offsets: tuple[int, ...]  # bytes from the output's start to each phase's first element
-    operands: tuple[object, ...]  # the weights and epilogue vectors the argument structs point to
-
-
 class FusedUpsampling(BinarizedUpsampling):
     """:class:`~bidrn.nets.boxnet.BinarizedUpsampling` run as one packed conv with fused post-ops."""
 
-    _plans: dict[tuple, _Plan]
+    _plans: dict[tuple, kernels.ConvPlan]
 
     def _apply(self, fn, recurse=True):
         # Moving or converting the module rebuilds the deconv's kernel operands, which the plans
@@ -88,41 +75,28 @@ class FusedUpsampling(BinarizedUpsampling):
         plan = self._plans.get(key)
         if plan is None:
             plan = self._plans[key] = self._plan(a_nhwc, residual)
-        out = torch.empty(plan.out_shape, dtype=torch.float32)
-        buffer = plan.pack.buffer()
-        plan.pack.args.input, plan.pack.args.packed = a_nhwc.data_ptr(), buffer.data_ptr()
-        for conv, offset in zip(plan.convs, plan.out_offsets, strict=True):
-            conv.packed, conv.residual = buffer.data_ptr(), residual.data_ptr()
-            conv.out = out.data_ptr() + offset
-        kernels.run([plan.pack.args, *plan.convs])
-        return out.permute(0, 3, 1, 2)
+        return plan(a_nhwc, residual).permute(0, 3, 1, 2)
 
     @torch.no_grad()
-    def _plan(self, a_nhwc: Tensor, residual: Tensor) -> _Plan:
+    def _plan(self, a_nhwc: Tensor, residual: Tensor) -> kernels.ConvPlan:
         deconv, rprelu = self.deconv, self.rprelu
         phases, multiplier, addend = deconv._kernel_operands()
         batch, height, width, _ = a_nhwc.shape
-        out_shape = (batch, 2 * height, 2 * width, deconv.out_channels)
-        if tuple(residual.shape) != (batch, height, width, deconv.out_channels):
-            raise ValueError("the residual must have the deconv's input size and output channels")
+        out_size = deconv.out_size(height, width)
+        doubled = out_size == (2 * height, 2 * width)
+        if not doubled or tuple(residual.shape) != (batch, height, width, deconv.out_channels):
+            raise ValueError("the deconv must double the size and the residual have its output channels")
         # BN(prelu(o - s_in) + s_out + r) = scale * (prelu(o') + r) + (scale * s_out + shift).
         scale, shift = batchnorm_factors(self.bn)
-        count = deconv.out_channels
         shifted_addend = addend.clone()
-        shifted_addend[:count] -= rprelu.shift_in.float()
+        shifted_addend[: deconv.out_channels] -= rprelu.shift_in.float()
         post = PostOps(
             slope=kernels.padded_like(rprelu.slope, multiplier),
             residual=residual,
             scale=kernels.padded_like(scale, multiplier),
             shift=kernels.padded_like(scale * rprelu.shift_out.double() + shift, multiplier),
         )
-        out = torch.empty(out_shape, dtype=torch.float32)
         threshold = deconv._threshold()
-        pack = kernels.plan_pack(a_nhwc, phases, *out_shape[1:3], threshold)
-        convs, offsets = [], []
-        for phase, size in zip(phases, pack.sizes, strict=True):
-            conv = kernels.plan_conv_args(pack, phase, size, out, multiplier, shifted_addend, post)
-            convs.append(conv)
-            offsets.append(conv.out - out.data_ptr())
-        operands = (phases, multiplier, shifted_addend, post.slope, post.scale, post.shift, threshold)
-        return _Plan(out_shape, pack, tuple(convs), tuple(offsets), operands)
+        return kernels.plan_conv(
+            a_nhwc, phases, deconv.out_channels, out_size, multiplier, shifted_addend, threshold, post
+        )
