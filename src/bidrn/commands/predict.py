@@ -69,7 +69,7 @@ def add_dense_precision_argument(parser: argparse.ArgumentParser) -> None:
         help="precision of a frozen model's full-precision convs on CPU: bf16 rounds their "
         "weights and inputs (1.6-3x faster); int8 runs the stems and Block Residual projections "
         "as int8 convs instead (1.6-2x faster again; needs VNNI). Each moves any Table 1 error by "
-        "< 0.6 mm and single meshes by ~5 cm. auto (default) picks int8 where the CPU has VNNI, "
+        "< 0.7 mm and single meshes by ~5 cm. auto (default) picks int8 where the CPU has VNNI, "
         "else bf16 where it has bf16 dot products (AVX512_BF16, AMX, Arm BF16), else fp32 (exact)",
     )
 

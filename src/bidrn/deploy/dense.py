@@ -267,7 +267,7 @@ class Int8Conv2d(nn.Conv2d):
         return conv
 
     def forward(self, x: Tensor) -> Tensor:
-        """``nn.Conv2d.forward`` up to int8 rounding (exactly it outside the input range); float32 output."""
+        """``nn.Conv2d.forward`` up to int8 rounding, in ``output_dtype`` (outside the range: it, float32)."""
         low, high = self.input_range
         seen_low, seen_high = torch.aminmax(x)
         if seen_low < low or seen_high > high:

@@ -270,10 +270,11 @@ class FusedLocalConvResidual(LocalConvResidual):
         out = torch.empty(out_shape, dtype=torch.float32)
         pooled = bool(residual_pool(self.residual))
         shared = self.shares_packed_input
+        if self.merges_branches:  # one conv writes every branch's channels
+            width = out_shape[3]
         packs, input_offsets, bindings, steps, operands = [], [], [], [], []
         for index, (phase, multiplier, addend, post) in enumerate(self._kernel_branches()):
             threshold = self.convs[index]._threshold()  # one tensor: the pack points to it, operands keep it
-            width = multiplier.shape[0] if self.merges_branches else width  # merged: all branches' channels
             part = a_nhwc[..., index * in_width : (index + 1) * in_width] if summed else a_nhwc
             if not packs or not shared:
                 source = a_nhwc if shared else part
