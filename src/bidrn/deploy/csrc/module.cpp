@@ -201,32 +201,30 @@ struct Step {
   std::vector<ConvArgs> convs;
 };
 
-// Read a step's struct (PackArgs or ConvArgs, told apart by their struct_size field), checked, and
-// append it to `steps`.
+// Append a step of one struct (a pack, quantization or pooling pass), read into `member` and checked.
+template <typename T>
+bool push_pass(PyObject* object, std::vector<Step>* steps, Step::Kind kind, T Step::*member,
+               bool (*check)(const T&), const char* what) {
+  Step step{kind, {}, {}, {}, {}};
+  if (!read_struct(object, &(step.*member), what) || !check(step.*member)) return false;
+  steps->push_back(std::move(step));
+  return true;
+}
+
+// Read a step's struct (PackArgs, QuantizeArgs, PoolArgs or ConvArgs, told apart by their
+// struct_size field), checked, and append it to `steps`.
 bool read_step(PyObject* object, std::vector<Step>* steps) {
   Py_buffer view;
   if (PyObject_GetBuffer(object, &view, PyBUF_SIMPLE) != 0) return false;
   uint32_t header[2] = {0, 0};
   if (view.len >= static_cast<Py_ssize_t>(sizeof(header))) std::memcpy(header, view.buf, sizeof(header));
   PyBuffer_Release(&view);
-  if (header[1] == sizeof(PackArgs)) {
-    Step step{Step::kPack, {}, {}, {}, {}};
-    if (!read_struct(object, &step.pack, "pack arguments") || !check_pack(step.pack)) return false;
-    steps->push_back(std::move(step));
-    return true;
-  }
-  if (header[1] == sizeof(QuantizeArgs)) {
-    Step step{Step::kQuantize, {}, {}, {}, {}};
-    if (!read_struct(object, &step.quantize, "quantize arguments") || !check_quantize(step.quantize)) return false;
-    steps->push_back(std::move(step));
-    return true;
-  }
-  if (header[1] == sizeof(PoolArgs)) {
-    Step step{Step::kPool, {}, {}, {}, {}};
-    if (!read_struct(object, &step.pool, "pool arguments") || !check_pool(step.pool)) return false;
-    steps->push_back(std::move(step));
-    return true;
-  }
+  if (header[1] == sizeof(PackArgs))
+    return push_pass(object, steps, Step::kPack, &Step::pack, check_pack, "pack arguments");
+  if (header[1] == sizeof(QuantizeArgs))
+    return push_pass(object, steps, Step::kQuantize, &Step::quantize, check_quantize, "quantize arguments");
+  if (header[1] == sizeof(PoolArgs))
+    return push_pass(object, steps, Step::kPool, &Step::pool, check_pool, "pool arguments");
   ConvArgs conv;
   if (!read_struct(object, &conv, "conv arguments") || !check_conv(conv)) return false;
   if (!conv.joins_previous) {
