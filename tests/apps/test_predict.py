@@ -106,11 +106,10 @@ def test_box_outside_the_image_gives_no_crop():
 
 # -- model loading ---------------------------------------------------------------------------------
 def test_training_checkpoint_runs_frozen_by_default_on_cpu_and_matches_simulated(checkpoints):
-    frozen, info = load_model(checkpoints["training"], "cpu")
-    assert info.file_format == "training" and info.frozen
-    # The comparison below is of the exact path: the reduced precisions `auto` picks on some CPUs
-    # move single predictions (tests/deploy/test_bidrn_model.py checks them against fp32).
+    # The exact path: the reduced precisions `auto` picks on some CPUs move single predictions
+    # (tests/deploy/test_bidrn_model.py checks them against fp32).
     frozen, info = load_model(checkpoints["training"], "cpu", dense_precision="fp32")
+    assert info.file_format == "training" and info.frozen
     assert any(isinstance(m, deploy.PackedBinaryLayer) for m in frozen.modules())
     simulated, info = load_model(str(checkpoints["training"]) + ".json", "cpu", frozen=False)
     assert not info.frozen
