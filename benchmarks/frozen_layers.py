@@ -12,6 +12,10 @@ script prints the whole call's median, the time of each part of the network spli
 full-precision layers, and the slowest layers with their multiply-accumulates per second (binary
 MACs for binary layers), so a kernel that runs far below its neighbours stands out. Hooks add a
 few microseconds per layer; the sum of the layers is therefore close to, not exactly, the total.
+They also keep a block from writing its output over the tensor its Block Residual added
+(:class:`bidrn.deploy.fusion.FusedBiDRB` leaves alone what a hook was handed), so the last unit of a
+block is timed writing a separate output, and so is the whole call (`bidrn bench` and
+``benchmarks/runtimes.py`` time the model as predict runs it).
 """
 
 from __future__ import annotations

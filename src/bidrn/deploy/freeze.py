@@ -290,8 +290,10 @@ def cpu_inference_settings(model: nn.Module) -> nn.Module:
 def fuse_units(model: nn.Module) -> list[str]:
     """Replace every fusable unit of a frozen model by its fused version; returns their names.
 
-    Also marks the Block Residual projections whose input is bounded (for int8 precision) and fuses
-    BoxNet's upsampling units (:mod:`bidrn.deploy.upsampling`; in place, same state dict, not listed).
+    Also marks the Block Residual projections whose input is bounded (for int8 precision), lets the
+    blocks of a stage hand their outputs over (:class:`~bidrn.deploy.fusion.FusedStage`) and fuses
+    BoxNet's upsampling units (:mod:`bidrn.deploy.upsampling`; both in place, same state dict, not
+    listed).
     """
     from bidrn.deploy.fusion import (
         FusedBiDRB,
@@ -300,6 +302,7 @@ def fuse_units(model: nn.Module) -> list[str]:
         can_fuse,
         can_fuse_block,
         fuse_preactivations,
+        fuse_stages,
     )
     from bidrn.deploy.upsampling import fuse_upsampling
 
@@ -311,6 +314,7 @@ def fuse_units(model: nn.Module) -> list[str]:
         _replace(model, name, FusedBiDRB(model.get_submodule(name)))
     fuse_preactivations(model)
     bound_projection_inputs(model)
+    fuse_stages(model)
     fuse_upsampling(model)
     return names + blocks
 
