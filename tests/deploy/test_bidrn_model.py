@@ -135,12 +135,21 @@ def test_blocks_write_over_only_what_is_handed_over(isa):
         assert torch.equal(x, before)  # a stage never writes over its input
 
 
-def test_blocks_never_write_over_what_a_hook_was_handed(isa):
+@pytest.mark.parametrize("scope", ["module", "global"])
+def test_blocks_never_write_over_what_a_hook_was_handed(isa, scope):
     stage, x = _frozen_stage()
     seen = []
-    handle = stage[0].register_forward_hook(
-        lambda _module, _inputs, output: seen.append((output, output.clone()))
+
+    def keep(module, _inputs, output):
+        if module is stage[0]:
+            seen.append((output, output.clone()))
+
+    register = (
+        stage[0].register_forward_hook
+        if scope == "module"
+        else nn.modules.module.register_module_forward_hook
     )
+    handle = register(keep)
     with torch.no_grad():
         with_hook = stage(x)
         handle.remove()

@@ -427,10 +427,11 @@ def fuse_stages(model: nn.Module) -> int:
 def observed(modules: Iterable[nn.Module]) -> bool:
     """Whether forward hooks (global ones, or on any of ``modules``) are handed tensors.
 
-    A hook may keep the tensors it is handed, so fused blocks never write over those.
+    A hook may keep the tensors it is handed, so fused blocks never write over those. Global hooks
+    are read from torch's module registry; a torch without it counts as observed.
     """
-    hooks = torch.nn.modules.module
-    if hooks._global_forward_hooks or hooks._global_forward_pre_hooks:
+    registry = torch.nn.modules.module
+    if any(getattr(registry, name, True) for name in ("_global_forward_hooks", "_global_forward_pre_hooks")):
         return True
     return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
 
