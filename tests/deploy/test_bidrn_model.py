@@ -104,7 +104,8 @@ def test_next_units_hardtanh_becomes_a_clamp(isa):
         torch.testing.assert_close(frozen(x), chain(x), rtol=1e-5, atol=1e-5)
 
 
-def _frozen_stage():
+@pytest.fixture(scope="module")
+def frozen_stage():
     """The first body stage of a frozen tiny BiDRN (three bottlenecks, the first with a projection)."""
     torch.manual_seed(0)
     frozen = freeze(randomize(bidrn.create_model("bidrn", **TINY)))
@@ -116,9 +117,9 @@ def _frozen_stage():
     return stage, x.contiguous(memory_format=torch.channels_last)
 
 
-def test_blocks_write_over_only_what_is_handed_over(isa):
+def test_blocks_write_over_only_what_is_handed_over(isa, frozen_stage):
     """A block's output takes the memory of its Block Residual only when no one reads that again."""
-    stage, x = _frozen_stage()
+    stage, x = frozen_stage
     first, second = stage[0], stage[1]  # projection; identity Block Residual
     with torch.no_grad():
         handed = first(x)
@@ -136,8 +137,8 @@ def test_blocks_write_over_only_what_is_handed_over(isa):
 
 
 @pytest.mark.parametrize("scope", ["module", "global"])
-def test_blocks_never_write_over_what_a_hook_was_handed(isa, scope):
-    stage, x = _frozen_stage()
+def test_blocks_never_write_over_what_a_hook_was_handed(isa, scope, frozen_stage):
+    stage, x = frozen_stage
     seen = []
 
     def keep(module, _inputs, output):
@@ -150,9 +151,12 @@ def test_blocks_never_write_over_what_a_hook_was_handed(isa, scope):
         else nn.modules.module.register_module_forward_hook
     )
     handle = register(keep)
-    with torch.no_grad():
-        with_hook = stage(x)
+    try:
+        with torch.no_grad():
+            with_hook = stage(x)
+    finally:
         handle.remove()
+    with torch.no_grad():
         assert torch.equal(stage(x), with_hook)
     ((output, copy),) = seen
     assert torch.equal(output, copy)

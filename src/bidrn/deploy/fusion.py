@@ -18,7 +18,9 @@ packed convolution whose epilogue applies all of them (:class:`bidrn.deploy.kern
   accumulates branches into one output (BatchNorm is linear, so its shift is added once);
 * within a chain of units, the next unit's Hardtanh (or ReLU) pre-activation becomes a clamp at
   the end of this unit's epilogue (:func:`fuse_preactivations`): the chain hands each unit's output
-  only to the next one, so nothing else sees the unclamped values.
+  only to the next one, so nothing else sees the unclamped values;
+* a block's last unit writes its output over the Block Residual tensor it adds when nothing reads
+  that tensor again (:class:`FusedBiDRB`; a :class:`FusedStage` hands each block's output over).
 
 Fusing does not build a new module: the unit's class becomes :class:`FusedLocalConvResidual`, a
 subclass of the network's own ``LocalConvResidual``. Its form, branch count, convs, RPReLUs,
@@ -47,10 +49,13 @@ from bidrn.nets.bidrn import BiDRBasicBlock, BiDRBottleneck, BiDRNEncoder, Local
 __all__ = [
     "FusedBiDRB",
     "FusedLocalConvResidual",
+    "FusedStage",
     "bound_projection_inputs",
     "can_fuse",
     "can_fuse_block",
     "fuse_preactivations",
+    "fuse_stages",
+    "observed",
 ]
 
 
