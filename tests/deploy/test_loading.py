@@ -50,6 +50,17 @@ def test_loading_a_frozen_file_never_materialises_latent_weights(files):
     assert not any(isinstance(module, BinaryLayer) for module in model.modules())
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+def test_frozen_models_do_not_keep_their_file_mapped(files):
+    """safetensors' safe_open maps the whole file and its tensors keep the mapping (and every page
+    read) alive; loading reads each tensor into memory of its own instead (docs/deployment.md)."""
+    _, _, frozen_file = files
+    model, _ = load_model(frozen_file)
+    with open("/proc/self/maps") as maps:
+        assert str(frozen_file.resolve()) not in maps.read()
+    assert sum(t.numel() for t in model.state_dict().values()) > 0
+
+
 def test_loading_a_frozen_file_runs_no_initialisation(files):
     """Random init on the meta device runs torch's reference decompositions, which import
     torch._dynamo and sympy (+80 MB resident, seconds): the skeleton must skip it. Checked in a

@@ -39,7 +39,7 @@ from bidrn.deploy.layers import (
     PackedBinaryLayer,
     PackedBinaryLinear,
 )
-from bidrn.engine.checkpoint import current_umask
+from bidrn.engine.checkpoint import current_umask, read_safetensors
 from bidrn.errors import BidrnError, InputFileError
 
 __all__ = ["FORMAT_TAG", "load", "read_metadata", "save"]
@@ -194,17 +194,14 @@ def load(path: str | Path, skeleton: nn.Module | None = None) -> nn.Module:
     model.bidrn_fused_units = fused
     expected = model.state_dict()
     half = metadata.get("fp_dtype") == "float16"
-    with safe_open(str(path), framework="pt") as handle:
-        tensors = {}
-        for key in handle.keys():  # noqa: SIM118 (safe_open API)
-            value = handle.get_tensor(key)
-            if key in expected and value.dtype != expected[key].dtype:
-                if not (half and value.dtype == torch.float16 and expected[key].dtype in _FLOAT_TYPES):
-                    raise InputFileError(
-                        path, f"tensor '{key}' is {value.dtype} where the model holds {expected[key].dtype}"
-                    )
-                value = value.to(expected[key].dtype)
-            tensors[key] = value
+    tensors = read_safetensors(path)[0]
+    for key, value in tensors.items():
+        if key in expected and value.dtype != expected[key].dtype:
+            if not (half and value.dtype == torch.float16 and expected[key].dtype in _FLOAT_TYPES):
+                raise InputFileError(
+                    path, f"tensor '{key}' is {value.dtype} where the model holds {expected[key].dtype}"
+                )
+            tensors[key] = value.to(expected[key].dtype)
     try:
         model.load_state_dict(tensors, strict=True, assign=on_meta)
     except RuntimeError as error:

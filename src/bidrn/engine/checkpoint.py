@@ -207,14 +207,52 @@ def save_checkpoint(
     return destination
 
 
-def _read_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+# safetensors dtype names (the format's header) and the torch dtypes they hold.
+_SAFETENSORS_DTYPES = {
+    "BOOL": torch.bool, "U8": torch.uint8, "I8": torch.int8, "I16": torch.int16, "I32": torch.int32,
+    "I64": torch.int64, "F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32,
+    "F64": torch.float64,
+}  # fmt: skip
+
+
+def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Every tensor of a safetensors file, each in memory of its own, and the file's metadata.
+
+    ``safe_open`` (which checks the header first) maps the whole file, and every tensor it returns
+    keeps that mapping alive: once read, all of the file stays resident for as long as any one of
+    its tensors lives, even after a frozen model replaced most of them by int8 or bfloat16 copies
+    (63 of a 65 MB file, docs/deployment.md "Memory"). Here each tensor is read from the file into
+    its own buffer, so what is later replaced is freed.
+
+    Raises:
+        InputFileError: a file that is not safetensors, or whose header and size disagree.
+    """
+    path = Path(path)
     try:
-        with safe_open(str(path), framework="pt") as handle:
+        with safe_open(str(path), framework="pt") as handle:  # validates the header
             metadata = dict(handle.metadata() or {})
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError, ValueError) as error:
+        with open(path, "rb") as file:
+            header = json.loads(file.read(int.from_bytes(file.read(8), "little")))
+            data_start, tensors = file.tell(), {}
+            for name, entry in header.items():
+                if name != "__metadata__":
+                    tensors[name] = _read_tensor(file, data_start, entry)
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
         raise InputFileError(path, f"not a readable safetensors file ({error})") from None
     return tensors, metadata
+
+
+def _read_tensor(file: Any, data_start: int, entry: dict[str, Any]) -> torch.Tensor:
+    """One tensor described by a safetensors header ``entry``, read from ``file`` into a new buffer."""
+    dtype = _SAFETENSORS_DTYPES.get(entry["dtype"])
+    if dtype is None:
+        raise ValueError(f"unsupported dtype {entry['dtype']}")
+    begin, end = entry["data_offsets"]
+    buffer = torch.empty(end - begin, dtype=torch.uint8)
+    file.seek(data_start + begin)
+    if file.readinto(buffer.numpy()) != buffer.numel():
+        raise ValueError("the file is shorter than its header says")
+    return buffer.view(dtype).reshape(entry["shape"])
 
 
 def _read_legacy_info(stem: Path) -> dict[str, Any]:
@@ -244,11 +282,11 @@ def load_checkpoint(path: str | Path, with_state: bool = True) -> Checkpoint:
     weights_path = _weights_path(stem)
     if not weights_path.is_file():
         raise InputFileError(weights_path, "checkpoint weights not found")
-    tensors, metadata = _read_file(weights_path)
+    tensors, metadata = read_safetensors(weights_path)
     if metadata.get("version") != str(FORMAT_VERSION):
         info = _read_legacy_info(stem)
         state_path = stem.with_name(stem.name + _LEGACY_STATE_SUFFIX)
-        state = _read_file(state_path)[0] if with_state and state_path.is_file() else {}
+        state = read_safetensors(state_path)[0] if with_state and state_path.is_file() else {}
         return Checkpoint(weights=tensors, info=info, state=state)
     if tensor_digest(tensors) != metadata.get("sha256"):
         raise InputFileError(weights_path, "checkpoint is damaged: its tensors do not match its digest")

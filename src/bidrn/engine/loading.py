@@ -78,7 +78,13 @@ def _recorded_model(info: Any, path: str | Path) -> tuple[str | None, dict[str, 
 
 
 def check_finite(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
-    """Refuse NaN or infinite weights or statistics, naming the first such tensor."""
+    """Refuse NaN or infinite weights or statistics, naming the first such tensor.
+
+    Checked a quarter million elements at a time: ``torch.isfinite`` makes float and bool
+    temporaries as large as its input, 17 MB more peak memory for a paper-size frozen model.
+    """
     for key, tensor in tensors.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise InputFileError(path, f"tensor '{key}' holds NaN or infinite values")
+        if tensor.is_floating_point():
+            for chunk in tensor.detach().reshape(-1).split(2**18):
+                if not bool(torch.isfinite(chunk).all()):
+                    raise InputFileError(path, f"tensor '{key}' holds NaN or infinite values")
