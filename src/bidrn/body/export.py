@@ -64,17 +64,34 @@ def _as_numpy(value: Any) -> np.ndarray:
 
 
 def save_mesh(path: str | Path, vertices: Any, faces: Any) -> Path:
-    """Write one mesh as ``.obj`` or ``.ply`` (chosen by the suffix) with trimesh; returns the path.
+    """Write one mesh as ``.obj`` (text) or ``.ply`` (binary), chosen by the suffix; returns the path.
 
-    ``vertices`` (V, 3) array or tensor in metres, ``faces`` (F, 3) vertex indices.
+    ``vertices`` (V, 3) array or tensor in metres, ``faces`` (F, 3) vertex indices. OBJ vertices are
+    written to the micrometre, PLY vertices as float64. (Written here rather than through trimesh,
+    whose import alone took 39 MB and 0.6 s of every ``bidrn predict``.)
     """
-    import trimesh
-
     path = Path(path)
-    if path.suffix.lower() not in (".obj", ".ply"):
+    suffix = path.suffix.lower()
+    if suffix not in (".obj", ".ply"):
         raise InputFileError(path, "unsupported mesh format; use .obj or .ply")
-    mesh = trimesh.Trimesh(vertices=_as_numpy(vertices), faces=np.asarray(faces), process=False)
-    mesh.export(path)
+    vertices = _as_numpy(vertices).reshape(-1, 3)
+    faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
+    if suffix == ".obj":
+        text = ("v %.6f %.6f %.6f\n" * len(vertices)) % tuple(vertices.ravel().tolist())
+        text += ("f %d %d %d\n" * len(faces)) % tuple((faces + 1).ravel().tolist())  # OBJ counts from 1
+        path.write_text(text, encoding="ascii")
+        return path
+    header = (
+        "ply\nformat binary_little_endian 1.0\n"
+        f"element vertex {len(vertices)}\nproperty double x\nproperty double y\nproperty double z\n"
+        f"element face {len(faces)}\nproperty list uchar int vertex_indices\nend_header\n"
+    )
+    records = np.zeros(len(faces), dtype=[("count", "u1"), ("indices", "<i4", (3,))])
+    records["count"], records["indices"] = 3, faces
+    with open(path, "wb") as file:
+        file.write(header.encode("ascii"))
+        file.write(vertices.astype("<f8").tobytes())
+        file.write(records.tobytes())
     return path
 
 
