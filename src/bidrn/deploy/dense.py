@@ -185,10 +185,20 @@ def _uint8_grid(low: float, high: float) -> tuple[float, int]:
 
 
 def _int8_weight(conv: nn.Conv2d) -> tuple[Tensor, Tensor]:
-    """``conv``'s weight per output channel as int8 codes and float32 steps (symmetric, ±127)."""
+    """``conv``'s weight per output channel as int8 codes and float32 steps (symmetric, ±127).
+
+    Made 64 output channels at a time, so that loading a paper-size model does not need float
+    temporaries as large as its largest weight (8 MB) next to all the others.
+    """
     weight = conv.weight.detach().float()
-    scale = weight.flatten(1).abs().amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny) / 127
-    return torch.round(weight / scale.view(-1, 1, 1, 1)).to(torch.int8), scale
+    scale = torch.empty(weight.shape[0])
+    codes = torch.empty(weight.shape, dtype=torch.int8)
+    for start in range(0, weight.shape[0], 64):
+        rows = slice(start, start + 64)
+        block = weight[rows].flatten(1)
+        scale[rows] = block.abs().amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny) / 127
+        codes[rows] = torch.round(block / scale[rows, None]).view(codes[rows].shape).to(torch.int8)
+    return codes, scale
 
 
 class Int8PointwiseConv2d(PointwiseConv2d):
