@@ -67,7 +67,7 @@ class Rendering:
     """A rendered mesh: colour (H, W, 3) uint8 (0 where empty), coverage mask, depth float32 (inf = empty).
 
     Compact types because renderings are image-sized: a 2048 x 1536 side view is 9 MB of colour
-    and 13 MB of depth (float64 colour and depth were 126 MB, docs/predict.md "Memory").
+    and 13 MB of depth (float64 colour and depth were 126 MB; docs/body-model.md, "Rendering").
     """
 
     color: np.ndarray

@@ -234,9 +234,8 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
         with open(path, "rb") as file:
             header = json.loads(file.read(int.from_bytes(file.read(8), "little")))
             data_start, tensors = file.tell(), {}
-            for name, entry in header.items():
-                if name != "__metadata__":
-                    tensors[name] = _read_tensor(file, data_start, entry)
+            for name in sorted(header.keys() - {"__metadata__"}):  # the order safe_open gives
+                tensors[name] = _read_tensor(file, data_start, header[name])
     except (SafetensorError, OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
         raise InputFileError(path, f"not a readable safetensors file ({error})") from None
     return tensors, metadata
