@@ -1,11 +1,12 @@
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from bidrn.body import joint_sets
 from bidrn.data import geometry
 from bidrn.data.augment import Augmentation, AugmentationConfig
-from bidrn.data.targets import InvalidSampleError, build_sample
+from bidrn.data.targets import InvalidSampleError, build_sample, warp_image
 
 from .helpers import random_image, random_record
 
@@ -146,3 +147,32 @@ def test_augmentation_sampling_ranges_and_determinism():
     assert 0.4 < np.mean([d.flip for d in draws]) < 0.6
     assert config.sample(np.random.default_rng(5)) == config.sample(np.random.default_rng(5))
     assert AugmentationConfig(enabled=False).sample(np.random.default_rng(1)) == Augmentation()
+
+
+def _warp_whole_image(image, affine, out_height, out_width):
+    """The reference: Pillow warps the whole image (what warp_image did before windowing)."""
+    inverse = geometry.invert_affine(affine)
+    offset = inverse[:, 2] + 0.5 - inverse[:, :2] @ np.array([0.5, 0.5])
+    coefficients = (*inverse[0, :2], offset[0], *inverse[1, :2], offset[1])
+    size, bilinear = (out_width, out_height), Image.Resampling.BILINEAR
+    return np.asarray(
+        Image.fromarray(image).transform(size, Image.Transform.AFFINE, coefficients, resample=bilinear)
+    )
+
+
+def test_warp_image_hands_pillow_only_the_window_it_samples_and_changes_nothing():
+    """Boxes inside, across and outside the image, zoomed and turned: identical to the whole-image warp."""
+    rng = np.random.default_rng(0)
+    for case in range(120):
+        height, width = rng.integers(20, 400, 2)
+        image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        box = [
+            rng.uniform(-width / 2, width),
+            rng.uniform(-height / 2, height),
+            *rng.uniform(2, 1.5 * max(height, width), 2),
+        ]
+        out_height, out_width = [(96, 72), (64, 64), (7, 5)][case % 3]
+        turn = rng.uniform(-60, 60) if case % 2 else 0.0
+        affine = geometry.crop_affine(np.array(box), rng.uniform(0.5, 2.0), turn, out_height, out_width)
+        expected = _warp_whole_image(image, affine, out_height, out_width)
+        assert np.array_equal(warp_image(image, affine, out_height, out_width), expected), case
