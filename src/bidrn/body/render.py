@@ -345,13 +345,6 @@ def get_rasterizer(backend: Literal["auto", "gl", "numpy"] = "auto") -> Rasteriz
     return NumpyRasterizer()
 
 
-def composite(image: np.ndarray, rendering: Rendering, alpha: float = 0.8) -> np.ndarray:
-    """Blend a rendering over an image (H, W, 3) uint8 or float in [0, 1]; returns uint8."""
-    out = _rgb8(image)
-    _blend(out, rendering.color, rendering.mask.view(np.uint8) * np.uint8(255), alpha)
-    return out
-
-
 def mesh_region(
     vertices: np.ndarray,
     focal: tuple[float, float],
