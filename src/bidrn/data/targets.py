@@ -142,11 +142,9 @@ def warp_image(image: np.ndarray, affine: np.ndarray, out_height: int, out_width
     """
     inverse = geometry.invert_affine(affine)
     height, width = image.shape[:2]
-    corners = np.array([[-0.5, -0.5], [out_width - 0.5, -0.5], [-0.5, out_height - 0.5],
-                        [out_width - 0.5, out_height - 0.5]])  # fmt: skip
-    reach = geometry.apply_affine(inverse, corners)
-    x0, y0 = np.clip(np.floor(reach.min(axis=0)) - 2, 0, [width, height]).astype(int).tolist()
-    x1, y1 = np.clip(np.ceil(reach.max(axis=0)) + 3, 0, [width, height]).astype(int).tolist()
+    reach = geometry.transform_box_xyxy(inverse, np.array([-0.5, -0.5, out_width - 0.5, out_height - 0.5]))
+    x0, y0 = np.clip(np.floor(reach[:2]) - 2, 0, [width, height]).astype(int).tolist()
+    x1, y1 = np.clip(np.ceil(reach[2:]) + 3, 0, [width, height]).astype(int).tolist()
     if x1 <= x0 or y1 <= y0:
         return np.zeros((out_height, out_width, *image.shape[2:]), dtype=image.dtype)
     # PIL samples at pixel centres (i + 0.5); our coordinates put pixel i's centre at i.
