@@ -161,7 +161,7 @@ class NumpyRasterizer:
             size *= 2
         mask = np.isfinite(depth_map)
         depth_map = depth_map.astype(np.float32)
-        face_colors = _rgb8_colors(shade, color)
+        face_colors = _unit_to_uint8(shade[:, None] * np.asarray(color))
         color_map = np.zeros((H * W, 3), dtype=np.uint8)
         color_map[mask] = face_colors[face_map[mask]]
         return Rendering(color_map.reshape(H, W, 3), mask.reshape(H, W), depth_map.reshape(H, W))
@@ -214,11 +214,14 @@ def _keep_nearest(
     face_map[pix[nearer]] = faces[nearer]
 
 
-def _rgb8_colors(shade: np.ndarray, color: tuple[float, float, float]) -> np.ndarray:
-    """Flat-shaded triangle colours ``shade · color`` as (F, 3) uint8."""
-    return np.clip(np.rint(shade[:, None] * np.asarray(color, dtype=np.float64) * 255.0), 0, 255).astype(
-        np.uint8
-    )
+def _unit_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] as uint8 0..255 (rounded to nearest, clipped)."""
+    return np.clip(np.rint(np.asarray(values, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
+def _coverage(mask: np.ndarray) -> np.ndarray:
+    """A boolean mask as the uint8 blending weight :func:`_blend` takes (0 or 255)."""
+    return mask.view(np.uint8) * np.uint8(255)
 
 
 _VERTEX_SHADER = """
@@ -373,7 +376,7 @@ def _rgb8(image: np.ndarray) -> np.ndarray:
     """A writable (H, W, 3) uint8 copy of an RGB(A) or grey image in uint8 or float [0, 1]."""
     base = np.asarray(image)
     if base.dtype != np.uint8:
-        base = np.clip(np.round(base.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+        base = _unit_to_uint8(base)
     if base.ndim == 2:
         base = np.repeat(base[..., None], 3, axis=2)
     return np.array(base[..., :3], dtype=np.uint8, order="C")
@@ -425,7 +428,7 @@ def render_overlay(
                             (princpt[1] - y0 + 0.5) * sy - 0.5, render_width, render_height)  # fmt: skip
     rendering = get_rasterizer(backend).render(vertices, _to_numpy(faces), intrinsics, color)
     shade = rendering.color  # already 0 outside the mask
-    coverage = rendering.mask.view(np.uint8) * np.uint8(255)
+    coverage = _coverage(rendering.mask)
     del rendering
     if (render_width, render_height) != (width, height):
         size, bilinear = (width, height), Image.Resampling.BILINEAR
@@ -464,8 +467,8 @@ def render_side_view(
         height, width = max(1, round(height * scale)), max(1, round(width * scale))
         focal = (focal[0] * scale, focal[1] * scale)
     canvas = np.empty((height, width, 3), dtype=np.uint8)
-    canvas[:] = np.clip(np.rint(np.asarray(background, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
+    canvas[:] = _unit_to_uint8(background)
     intrinsics = Intrinsics(focal[0], focal[1], width / 2, height / 2, width, height)
     rendering = get_rasterizer(backend).render(turned, _to_numpy(faces), intrinsics, color)
-    _blend(canvas, rendering.color, rendering.mask.view(np.uint8) * np.uint8(255), 1.0)
+    _blend(canvas, rendering.color, _coverage(rendering.mask), 1.0)
     return canvas
