@@ -191,14 +191,14 @@ def _int8_weight(conv: nn.Conv2d) -> tuple[Tensor, Tensor]:
     temporaries as large as its largest weight (8 MB) next to all the others.
     """
     weight = conv.weight.detach().float()
-    scale = torch.empty(weight.shape[0])
-    codes = torch.empty(weight.shape, dtype=torch.int8)
-    for start in range(0, weight.shape[0], 64):
-        rows = slice(start, start + 64)
-        block = weight[rows].flatten(1)
-        scale[rows] = block.abs().amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny) / 127
-        codes[rows] = torch.round(block / scale[rows, None]).view(codes[rows].shape).to(torch.int8)
-    return codes, scale
+    rows = weight.reshape(weight.shape[0], -1)
+    scale = torch.empty(len(rows))
+    codes = torch.empty(rows.shape, dtype=torch.int8)
+    for start in range(0, len(rows), 64):
+        block = slice(start, start + 64)
+        scale[block] = rows[block].abs().amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny) / 127
+        codes[block] = torch.round(rows[block] / scale[block, None])  # whole numbers in [-127, 127]
+    return codes.view(weight.shape), scale
 
 
 class Int8PointwiseConv2d(PointwiseConv2d):
