@@ -87,6 +87,23 @@ def test_auto_uses_gl_when_available_and_falls_back(monkeypatch):
         get_rasterizer("gl")
 
 
+def test_auto_renders_small_meshes_with_numpy_and_large_ones_with_gl(monkeypatch, standin):
+    def no_gl():
+        raise AssertionError("a small mesh must not make a GL context")
+
+    expected = "gl" if render.gl_available() else "numpy"
+    assert get_rasterizer("auto", pixels=render.NUMPY_RENDER_PIXELS).name == "numpy"
+    assert get_rasterizer("auto", pixels=render.NUMPY_RENDER_PIXELS + 1).name == expected
+    monkeypatch.setattr(render, "_gl_rasterizer", no_gl)
+    vertices, faces, intr = _scene(standin)
+    assert intr.width * intr.height <= render.NUMPY_RENDER_PIXELS
+    photo = np.zeros((intr.height, intr.width, 3), dtype=np.uint8)
+    render_overlay(photo, vertices, faces, (intr.fx, intr.fy), (intr.cx, intr.cy))
+    render_side_view(vertices, faces, (intr.fx, intr.fy), (intr.height, intr.width))
+    with pytest.raises(AssertionError, match="GL context"):  # a view larger than the threshold asks for GL
+        render_side_view(vertices, faces, (intr.fx * 4, intr.fy * 4), (intr.height * 4, intr.width * 4))
+
+
 def test_overlay_and_side_view(standin):
     vertices, faces, intr = _scene(standin)
     rng = np.random.default_rng(0)

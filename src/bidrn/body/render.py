@@ -10,7 +10,8 @@ Two interchangeable rasterisers produce the same silhouette and flat Lambert sha
 * :class:`GLRasterizer` — moderngl on a headless EGL context (Mesa's llvmpipe works without a GPU);
   used automatically when ``moderngl`` is installed (``pip install bidrn[render]``) and a context
   can be made;
-* :class:`NumpyRasterizer` — a vectorised z-buffer in numpy, no extra dependency; the fallback.
+* :class:`NumpyRasterizer` — a vectorised z-buffer in numpy, no extra dependency; the fallback,
+  and the choice for small meshes (:data:`NUMPY_RENDER_PIXELS`).
 
 :func:`get_rasterizer` picks one (``"auto"``, ``"gl"`` or ``"numpy"``); :func:`render_overlay`
 draws a mesh over an image and :func:`render_side_view` shows the same mesh turned by 90° about
@@ -42,6 +43,14 @@ _NEAR = 0.01
 _FAR = 100.0
 MAX_RENDER_SIDE = 2048
 """Largest side, in pixels, of any rasterisation (larger overlays are scaled up from it)."""
+NUMPY_RENDER_PIXELS = 512 * 512
+"""``"auto"`` rasterises a mesh whose pixel box is at most this large with numpy, even where GL works.
+
+Numpy's time grows with the pixels the mesh covers: a body filling a 512x384 view took 0.11-0.13 s,
+1024x768 0.33 s, 2048x1536 1.1 s, GL 0.02-0.13 s at any of these. But the first GL rendering of a
+process makes a context (Mesa's llvmpipe: 0.07-0.3 s and 60-70 MB of resident memory), so for the
+boxes below this size numpy is as fast for one image and `bidrn predict` on a 512x512 photo peaks
+65 MB lower (388 instead of 451-456 MB, /usr/bin/time -v) and finishes 0.15-0.3 s sooner."""
 _BLEND_ROWS = 256
 _CANDIDATES_PER_SLICE = 250_000
 """Pixel candidates the numpy rasteriser tests at once (about 100 bytes of temporaries each).
@@ -336,9 +345,13 @@ def gl_available() -> bool:
     return _gl_rasterizer() is not None
 
 
-def get_rasterizer(backend: Literal["auto", "gl", "numpy"] = "auto") -> Rasterizer:
-    """The rasteriser for ``backend``; ``"auto"`` prefers GL and falls back to numpy silently."""
-    if backend == "numpy":
+def get_rasterizer(backend: Literal["auto", "gl", "numpy"] = "auto", pixels: int | None = None) -> Rasterizer:
+    """The rasteriser for ``backend``.
+
+    ``"auto"`` takes numpy when ``pixels`` (the area of the mesh's pixel box) is at most
+    :data:`NUMPY_RENDER_PIXELS`, else GL where a context can be made, else numpy, silently.
+    """
+    if backend == "numpy" or (backend == "auto" and pixels is not None and pixels <= NUMPY_RENDER_PIXELS):
         return NumpyRasterizer()
     gl = _gl_rasterizer()
     if gl is not None:
@@ -426,7 +439,8 @@ def render_overlay(
     sx, sy = render_width / width, render_height / height
     intrinsics = Intrinsics(focal[0] * sx, focal[1] * sy, (princpt[0] - x0 + 0.5) * sx - 0.5,
                             (princpt[1] - y0 + 0.5) * sy - 0.5, render_width, render_height)  # fmt: skip
-    rendering = get_rasterizer(backend).render(vertices, _to_numpy(faces), intrinsics, color)
+    rasterizer = get_rasterizer(backend, pixels=render_width * render_height)
+    rendering = rasterizer.render(vertices, _to_numpy(faces), intrinsics, color)
     shade = rendering.color  # already 0 outside the mask
     coverage = _coverage(rendering.mask)
     del rendering
@@ -469,6 +483,8 @@ def render_side_view(
     canvas = np.empty((height, width, 3), dtype=np.uint8)
     canvas[:] = _unit_to_uint8(background)
     intrinsics = Intrinsics(focal[0], focal[1], width / 2, height / 2, width, height)
-    rendering = get_rasterizer(backend).render(turned, _to_numpy(faces), intrinsics, color)
+    region = mesh_region(turned, focal, (width / 2, height / 2), (height, width))
+    box_pixels = 0 if region is None else (region[2] - region[0]) * (region[3] - region[1])
+    rendering = get_rasterizer(backend, pixels=box_pixels).render(turned, _to_numpy(faces), intrinsics, color)
     _blend(canvas, rendering.color, _coverage(rendering.mask), 1.0)
     return canvas
