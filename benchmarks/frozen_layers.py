@@ -14,8 +14,9 @@ MACs for binary layers), so a kernel that runs far below its neighbours stands o
 few microseconds per layer; the sum of the layers is therefore close to, not exactly, the total.
 They also keep a block from writing its output over the tensor its Block Residual added
 (:class:`bidrn.deploy.fusion.FusedBiDRB` leaves alone what a hook was handed), so the last unit of a
-block is timed writing a separate output, and so is the whole call (`bidrn bench` and
-``benchmarks/runtimes.py`` time the model as predict runs it).
+block is timed writing a separate output, and each stage runs block by block rather than as one
+kernel call (:class:`bidrn.deploy.stages.FusedStage`). The whole call is timed that way too
+(`bidrn bench` and ``benchmarks/runtimes.py`` time the model as predict runs it).
 """
 
 from __future__ import annotations

@@ -290,8 +290,8 @@ def cpu_inference_settings(model: nn.Module) -> nn.Module:
 def fuse_units(model: nn.Module) -> list[str]:
     """Replace every fusable unit of a frozen model by its fused version; returns their names.
 
-    Also marks the Block Residual projections whose input is bounded (for int8 precision), lets the
-    blocks of a stage hand their outputs over (:class:`~bidrn.deploy.fusion.FusedStage`) and fuses
+    Also marks the Block Residual projections whose input is bounded (for int8 precision), runs the
+    units of each stage as one kernel call (:class:`~bidrn.deploy.stages.FusedStage`) and fuses
     BoxNet's upsampling units (:mod:`bidrn.deploy.upsampling`; both in place, same state dict, not
     listed).
     """
@@ -302,8 +302,8 @@ def fuse_units(model: nn.Module) -> list[str]:
         can_fuse,
         can_fuse_block,
         fuse_preactivations,
-        fuse_stages,
     )
+    from bidrn.deploy.stages import fuse_stages
     from bidrn.deploy.upsampling import fuse_upsampling
 
     names = [name for name, module in model.named_modules() if can_fuse(module)]

@@ -20,7 +20,8 @@ packed convolution whose epilogue applies all of them (:class:`bidrn.deploy.kern
   the end of this unit's epilogue (:func:`fuse_preactivations`): the chain hands each unit's output
   only to the next one, so nothing else sees the unclamped values;
 * a block's last unit writes its output over the Block Residual tensor it adds when nothing reads
-  that tensor again (:class:`FusedBiDRB`; a :class:`FusedStage` hands each block's output over).
+  that tensor again (:class:`FusedBiDRB`; a :class:`bidrn.deploy.stages.FusedStage` hands each
+  block's output over).
 
 Fusing does not build a new module: the unit's class becomes :class:`FusedLocalConvResidual`, a
 subclass of the network's own ``LocalConvResidual``. Its form, branch count, convs, RPReLUs,
@@ -47,14 +48,14 @@ from bidrn.deploy.packing import OUT_CHANNEL_CHUNK, kernel_weights
 from bidrn.nets.bidrn import BiDRBasicBlock, BiDRBottleneck, BiDRNEncoder, LocalConvResidual
 
 __all__ = [
+    "ConvBinding",
     "FusedBiDRB",
     "FusedLocalConvResidual",
-    "FusedStage",
+    "UnitPlan",
     "bound_projection_inputs",
     "can_fuse",
     "can_fuse_block",
     "fuse_preactivations",
-    "fuse_stages",
     "observed",
 ]
 
@@ -97,7 +98,7 @@ _EPILOGUE_VECTORS = ("slope", "scale", "shift")  # the per-channel PostOps field
 
 
 @dataclass(frozen=True)
-class _Binding:
+class ConvBinding:
     """Where one conv of a unit plan reads and writes, as byte offsets from the call's tensors."""
 
     conv: kernels.ConvArgs
@@ -109,13 +110,13 @@ class _Binding:
 
 
 @dataclass(frozen=True)
-class _UnitPlan:
+class UnitPlan:
     """A fused unit's packing passes and convs for one input shape, output layout and clamp."""
 
     out_shape: tuple[int, int, int, int]
     packs: tuple[kernels.PackPlan, ...]
     input_offsets: tuple[int, ...]  # of each packing pass, into the unit's input
-    bindings: tuple[_Binding, ...]
+    bindings: tuple[ConvBinding, ...]
     steps: tuple[ctypes.Structure, ...]
     operands: tuple[object, ...]
 
@@ -243,17 +244,7 @@ class FusedLocalConvResidual(LocalConvResidual):
         add_nhwc = (
             None if add is None else add.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
         )
-        key = (
-            a_nhwc.shape,
-            a_nhwc.stride(),
-            None if add_nhwc is None else (add_nhwc.shape, add_nhwc.stride()),
-            clamp,
-            kernels.generation(),
-        )
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = self._plan(a_nhwc, add_nhwc, clamp)
-            self._plans[key] = plan
+        plan = self.call_plan(a_nhwc, add_nhwc, clamp)
         if into_add and add_nhwc is not None and add_nhwc.dtype == torch.float32 and add_nhwc.is_contiguous():
             out = add_nhwc  # the plan's offsets into the output and into `add` coincide
         else:
@@ -274,7 +265,24 @@ class FusedLocalConvResidual(LocalConvResidual):
         kernels.run(plan.steps)
         return out.permute(0, 3, 1, 2)
 
-    def _plan(self, a_nhwc: Tensor, add_nhwc: Tensor | None, clamp: tuple[float, float] | None) -> _UnitPlan:
+    def call_plan(
+        self, a_nhwc: Tensor, add_nhwc: Tensor | None, clamp: tuple[float, float] | None
+    ) -> UnitPlan:
+        """The (cached) plan for an input, added tensor and clamp shaped and strided like these."""
+        key = self.plan_key(a_nhwc, add_nhwc, clamp)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plan(a_nhwc, add_nhwc, clamp)
+            self._plans[key] = plan
+        return plan
+
+    @staticmethod
+    def plan_key(a_nhwc: Tensor, add_nhwc: Tensor | None, clamp: tuple[float, float] | None) -> tuple:
+        """What a plan depends on: shapes, strides, clamp and the kernels' generation."""
+        add = None if add_nhwc is None else (add_nhwc.shape, add_nhwc.stride())
+        return (a_nhwc.shape, a_nhwc.stride(), add, clamp, kernels.generation())
+
+    def _plan(self, a_nhwc: Tensor, add_nhwc: Tensor | None, clamp: tuple[float, float] | None) -> UnitPlan:
         """Packing passes and convs of every branch for inputs (and output) shaped and strided like these."""
         first = self.convs[0]
         batch = a_nhwc.shape[0]
@@ -329,7 +337,7 @@ class FusedLocalConvResidual(LocalConvResidual):
             accumulate = None if added is None else ("out" if added.data_ptr() == out.data_ptr() else "add")
             base = out if accumulate == "out" else add_nhwc
             bindings.append(
-                _Binding(
+                ConvBinding(
                     args,
                     len(packs) - 1,
                     (branch_out.data_ptr() - out.data_ptr()),
@@ -340,7 +348,7 @@ class FusedLocalConvResidual(LocalConvResidual):
             )
             steps.append(args)
             operands.append((phase, multiplier, addend, post, threshold))
-        return _UnitPlan(
+        return UnitPlan(
             out_shape, tuple(packs), tuple(input_offsets), tuple(bindings), tuple(steps), tuple(operands)
         )
 
@@ -354,8 +362,9 @@ class FusedBiDRB(nn.Module):
 
     The last unit writes its output over ``BR(a)`` when nothing else reads that tensor afterwards:
     always for a projection's output or a pre-activation's (made in this call), and for the block's
-    own input when the caller hands it over (``overwrite_input``, :class:`FusedStage`). A separate
-    output would be one more stream of the block's widest map through the caches (a 64 -> 256 unit
+    own input when the caller hands it over (``overwrite_input``; a
+    :class:`~bidrn.deploy.stages.FusedStage` run block by block does). A separate output would be one
+    more stream of the block's widest map through the caches (a 64 -> 256 unit
     at 2×64×64: 1.9 -> 1.1 ms). Nothing a forward hook was given is overwritten (:func:`observed`).
     """
 
@@ -396,37 +405,6 @@ class FusedBiDRB(nn.Module):
     def output_readers(self) -> list[nn.Module]:
         """The modules whose forward hooks would be handed the block's output."""
         return [self, next(reversed(self._modules["units"]._modules.values()))]
-
-
-class FusedStage(nn.Sequential):
-    """A stage of fused BiDRBs that hands each block's output over to the next block.
-
-    Inside the stage a block's output is read by the next block only, so the next block may write
-    its own output over it (:class:`FusedBiDRB`); the stage's input and output are never
-    overwritten. Made in place from an ``nn.Sequential`` (same state dict) by :func:`fuse_stages`.
-    """
-
-    def forward(self, x: Tensor) -> Tensor:
-        """The blocks in order, each one's output handed to the next unless a hook saw it."""
-        previous = None
-        for block in self:
-            x = block(x, overwrite_input=previous is not None and not observed(previous.output_readers()))
-            previous = block
-        return x
-
-
-def fuse_stages(model: nn.Module) -> int:
-    """Make each ``nn.Sequential`` of two or more :class:`FusedBiDRB` a :class:`FusedStage`; how many."""
-    stages = [
-        module
-        for module in model.modules()
-        if type(module) is nn.Sequential
-        and len(module) > 1
-        and all(isinstance(block, FusedBiDRB) for block in module)
-    ]
-    for stage in stages:
-        stage.__class__ = FusedStage
-    return len(stages)
 
 
 def observed(modules: Iterable[nn.Module]) -> bool:
