@@ -18,8 +18,7 @@ struct Avx512Vec {
   static F load_n(const float* p, int n) { return _mm512_maskz_loadu_ps(lanes_below(n), p); }
   static void store_n(float* p, F v, int n) { _mm512_mask_storeu_ps(p, lanes_below(n), v); }
   static F load_int_n(const int32_t* p, int n) {
-    const __m512i v = n >= kWidth ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi32(lanes_below(n), p);
-    return _mm512_cvtepi32_ps(v);
+    return _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(lanes_below(n), p));
   }
   static F set1(float v) { return _mm512_set1_ps(v); }
   static F add(F a, F b) { return _mm512_add_ps(a, b); }
