@@ -132,3 +132,24 @@ def test_a_stage_whose_first_block_adds_its_input_leaves_the_input_alone(isa):
         assert torch.equal(x, before)
         assert torch.equal(out, stage._block_by_block(x))
     assert len(_programs(stage)) == (0 if isa == kernels.REFERENCE else 1)
+
+
+def test_a_stage_never_writes_over_what_a_hook_on_its_first_preactivation_kept(isa):
+    """Hardtanh, then an identity Block Residual: the program would write its output over a."""
+    torch.manual_seed(0)
+    frozen = freeze(randomize(bidrn.create_model("bidrn", **TINY)))
+    stage = frozen.face_encoder.stages[0]
+    assert isinstance(stage[0].preactivation, nn.Hardtanh)
+    x = torch.randn(2, stage[0].units[0].convs[0].in_channels, 6, 6) * 2
+    x = x.contiguous(memory_format=torch.channels_last)
+    kept = []
+    handle = stage[0].preactivation.register_forward_hook(lambda _m, _i, out: kept.append((out, out.clone())))
+    try:
+        with torch.no_grad():
+            out = stage(x)
+    finally:
+        handle.remove()
+    ((seen, copy),) = kept
+    assert torch.equal(seen, copy)
+    with torch.no_grad():
+        assert torch.equal(out, stage(x))

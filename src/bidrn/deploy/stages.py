@@ -17,10 +17,10 @@ points the program's argument structs at the call's four tensors. The kernels, t
 their operands are those of the block-by-block path, so the output is bit for bit the same.
 
 The stage runs block by block instead when anything could tell the difference: forward hooks on
-its blocks, units or the first block's residual modules (they would not be called, or would be
-handed tensors the program writes over), inputs the kernels do not take (not CPU float32, no
-compiled kernels), or a structure the program does not cover (a later block with a projection or
-a pre-activation of its own, a unit with a pre-activation).
+any module that path calls (blocks, units, their pre-activations, Block Residuals: the program
+would not call them, or would write over what they were handed), inputs the kernels do not take
+(not CPU float32, no compiled kernels), or a structure the program does not cover (a later block
+with a projection or a pre-activation of its own, a unit with a pre-activation).
 """
 
 from __future__ import annotations
@@ -169,9 +169,19 @@ class FusedStage(nn.Sequential):
         return blocks + tuple(units)
 
     def _readers(self, structure: tuple[nn.Module, ...]) -> list[nn.Module]:
-        """Modules whose forward hooks the program would skip, or hand tensors it writes over."""
-        residual = structure[0]._modules["block_residual"]
-        return [*structure, *(residual.modules() if residual is not None else ())]
+        """Every module the block-by-block path calls.
+
+        The program would skip their forward hooks, or (the first block's pre-activation and Block
+        Residual) write over what they were handed.
+        """
+        readers = list(structure)
+        for block in structure[: len(self)]:
+            parts = block._modules
+            readers.append(parts["preactivation"])
+            if parts["block_residual"] is not None:
+                readers.extend(parts["block_residual"].modules())
+        readers.extend(unit._modules["preactivation"] for unit in structure[len(self) :])
+        return readers
 
     def _kernels_take(self, x: Tensor, structure: tuple[nn.Module, ...]) -> bool:
         first_unit = structure[len(self)]
