@@ -1,5 +1,7 @@
 """Frozen stages: blocks handing their outputs over, and all units of a stage as one kernel call."""
 
+import threading
+
 import pytest
 import torch
 from torch import nn
@@ -153,3 +155,66 @@ def test_a_stage_never_writes_over_what_a_hook_on_its_first_preactivation_kept(i
     assert torch.equal(seen, copy)
     with torch.no_grad():
         assert torch.equal(out, stage(x))
+
+
+@pytest.fixture(scope="module")
+def frozen_tiny():
+    torch.manual_seed(0)
+    return freeze(randomize(bidrn.create_model("bidrn", **TINY)))
+
+
+def _caller(kind, frozen_tiny, frozen_stage):
+    """A frozen module whose call fills addresses into shared argument structs, and an input."""
+    stage, x = frozen_stage
+    if kind == "stage":  # StageProgram
+        return stage, stage._block_by_block, x
+    if kind == "unit":  # UnitPlan
+        unit = stage[1].units[1]
+        x = torch.rand(2, unit.convs[0].in_channels, 8, 6) * 2 - 1
+        return unit, unit, x.contiguous(memory_format=torch.channels_last)
+    upsampling = frozen_tiny.boxnet.upsampling[0]  # ConvPlan
+    x = torch.rand(1, upsampling.deconv.in_channels, 4, 3) * 2 - 1
+    return upsampling, upsampling, x.contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("kind", ["stage", "unit", "upsampling"])
+def test_calls_from_two_threads_never_run_with_each_others_addresses(
+    kind, frozen_tiny, frozen_stage, monkeypatch
+):
+    """Thread A fills in its addresses and is held just before the kernels read them, while thread B
+    calls the same module: B must wait for A rather than fill in its own addresses over A's."""
+    module, reference, x = _caller(kind, frozen_tiny, frozen_stage)
+    other = (x * -0.5).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        module(x)  # plan once, outside the race
+        expected = {"a": reference(x).clone(), "b": reference(other).clone()}
+    a_in_run, b_done = threading.Event(), threading.Event()
+    real_run = kernels.run
+
+    def held_run(steps):
+        if threading.current_thread().name == "a" and not a_in_run.is_set():
+            a_in_run.set()
+            b_done.wait(timeout=1.0)  # with the lock held, b cannot finish: a goes on after 1 s
+        real_run(steps)
+
+    monkeypatch.setattr(kernels, "run", held_run)
+    results = {}
+
+    def call(name, tensor, wait_for=None):
+        if wait_for is not None:
+            wait_for.wait(timeout=5.0)
+        with torch.no_grad():
+            results[name] = module(tensor)
+        if name == "b":
+            b_done.set()
+
+    threads = [
+        threading.Thread(target=call, args=("a", x), name="a"),
+        threading.Thread(target=call, args=("b", other, a_in_run), name="b"),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert a_in_run.is_set()
+    assert torch.equal(results["a"], expected["a"]) and torch.equal(results["b"], expected["b"])

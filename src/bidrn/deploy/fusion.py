@@ -34,8 +34,9 @@ from __future__ import annotations
 import ctypes
 import itertools
 import math
+import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor, nn
@@ -111,7 +112,11 @@ class ConvBinding:
 
 @dataclass(frozen=True)
 class UnitPlan:
-    """A fused unit's packing passes and convs for one input shape, output layout and clamp."""
+    """A fused unit's packing passes and convs for one input shape, output layout and clamp.
+
+    A call fills the call's addresses into ``steps`` while holding ``lock``, so that calls from
+    several threads never run with each other's addresses.
+    """
 
     out_shape: tuple[int, int, int, int]
     packs: tuple[kernels.PackPlan, ...]
@@ -119,6 +124,7 @@ class UnitPlan:
     bindings: tuple[ConvBinding, ...]
     steps: tuple[ctypes.Structure, ...]
     operands: tuple[object, ...]
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
 
 class FusedLocalConvResidual(LocalConvResidual):
@@ -252,17 +258,18 @@ class FusedLocalConvResidual(LocalConvResidual):
         a_address, out_address = a_nhwc.data_ptr(), out.data_ptr()
         add_address = 0 if add_nhwc is None else add_nhwc.data_ptr()
         buffers = [pack.buffer() for pack in plan.packs]
-        for pack, buffer, offset in zip(plan.packs, buffers, plan.input_offsets, strict=True):
-            pack.args.input, pack.args.packed = a_address + offset, buffer.data_ptr()
-        for binding in plan.bindings:
-            conv = binding.conv
-            conv.packed = buffers[binding.pack].data_ptr()
-            conv.out = out_address + binding.out_offset
-            conv.residual = a_address + binding.residual_offset
-            if binding.accumulate is not None:
-                base = out_address if binding.accumulate == "out" else add_address
-                conv.accumulate_from = base + binding.accumulate_offset
-        kernels.run(plan.steps)
+        with plan.lock:
+            for pack, buffer, offset in zip(plan.packs, buffers, plan.input_offsets, strict=True):
+                pack.args.input, pack.args.packed = a_address + offset, buffer.data_ptr()
+            for binding in plan.bindings:
+                conv = binding.conv
+                conv.packed = buffers[binding.pack].data_ptr()
+                conv.out = out_address + binding.out_offset
+                conv.residual = a_address + binding.residual_offset
+                if binding.accumulate is not None:
+                    base = out_address if binding.accumulate == "out" else add_address
+                    conv.accumulate_from = base + binding.accumulate_offset
+            kernels.run(plan.steps)
         return out.permute(0, 3, 1, 2)
 
     def call_plan(

@@ -28,9 +28,10 @@ import ctypes
 import functools
 import importlib
 import os
+import threading
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import ModuleType
 
 import torch
@@ -567,6 +568,7 @@ class ConvPlan:
     :func:`plan_conv` computes the argument structs once; :meth:`__call__` fills in the addresses
     of the input, a new packed buffer, the output and, when planned with one, the residual, and
     makes one extension call. The plan holds its operand tensors, so their addresses stay valid.
+    Its ``lock`` keeps calls from several threads from filling in the same structs at once.
     """
 
     pack: PackPlan
@@ -575,6 +577,7 @@ class ConvPlan:
     out_shape: tuple[int, int, int, int]
     takes_residual: bool
     operands: tuple[object, ...]
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __call__(self, x_nhwc: Tensor, residual: Tensor | None = None) -> Tensor:
         """Run on ``x_nhwc`` (and ``residual``), shaped and strided as planned; a new output."""
@@ -582,12 +585,13 @@ class ConvPlan:
             raise ValueError("pass the residual exactly when the plan was made with one")
         out = torch.empty(self.out_shape, dtype=torch.float32)
         buffer = self.pack.buffer()
-        self.pack.args.input, self.pack.args.packed = x_nhwc.data_ptr(), buffer.data_ptr()
-        for conv, offset in zip(self.convs, self.out_offsets, strict=True):
-            conv.packed, conv.out = buffer.data_ptr(), out.data_ptr() + offset
-            if residual is not None:
-                conv.residual = residual.data_ptr()
-        run((self.pack.args, *self.convs))
+        with self.lock:
+            self.pack.args.input, self.pack.args.packed = x_nhwc.data_ptr(), buffer.data_ptr()
+            for conv, offset in zip(self.convs, self.out_offsets, strict=True):
+                conv.packed, conv.out = buffer.data_ptr(), out.data_ptr() + offset
+                if residual is not None:
+                    conv.residual = residual.data_ptr()
+            run((self.pack.args, *self.convs))
         return out
 
 

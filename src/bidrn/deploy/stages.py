@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import ctypes
 import math
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -48,7 +49,8 @@ class StageProgram:
     """A stage's units as one sequence of kernel steps, for one input layout.
 
     ``relocations`` lists every pointer field of ``steps`` as (struct, field, slot, byte offset):
-    before each run the field is set to the call's base address ``slot`` plus the offset.
+    before each run the field is set to the call's base address ``slot`` plus the offset, while
+    ``lock`` is held, so that calls from several threads never run with each other's addresses.
     """
 
     steps: tuple[ctypes.Structure, ...]
@@ -57,6 +59,7 @@ class StageProgram:
     out_shape: tuple[int, int, int, int]  # of the stage's output, (N, H, W, C)
     structure: tuple[nn.Module, ...]  # the modules it was made from (see FusedStage._structure)
     unit_plans: tuple[tuple[FusedLocalConvResidual, dict, UnitPlan], ...]  # the plans it copied
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def is_current(self, structure: tuple[nn.Module, ...]) -> bool:
         """Whether the stage still has these modules and no unit has dropped its plans since.
@@ -128,9 +131,10 @@ class FusedStage(nn.Sequential):
             out_nhwc.data_ptr(),
             scratch.data_ptr(),
         )
-        for struct, field, slot, offset in program.relocations:
-            setattr(struct, field, bases[slot] + offset)
-        kernels.run(program.steps)
+        with program.lock:
+            for struct, name, slot, offset in program.relocations:
+                setattr(struct, name, bases[slot] + offset)
+            kernels.run(program.steps)
         return out_nhwc.permute(0, 3, 1, 2)
 
     def _block_by_block(self, x: Tensor) -> Tensor:
@@ -242,8 +246,8 @@ class FusedStage(nn.Sequential):
                 source, source_example = target, out_example
         offsets, scratch_bytes = layout.offsets()
         relocations = tuple(
-            (struct, field, slot, offset + (0 if role is None else offsets[role]))
-            for struct, field, (slot, role), offset in pending
+            (struct, name, slot, offset + (0 if role is None else offsets[role]))
+            for struct, name, (slot, role), offset in pending
         )
         return StageProgram(
             tuple(steps), relocations, scratch_bytes, tuple(running.shape), structure, tuple(unit_plans)
