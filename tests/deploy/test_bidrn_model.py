@@ -1,5 +1,7 @@
 """Freezing the registered BiDRN model: fused units per residual form, and whole-model agreement."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -176,3 +178,15 @@ def test_int8_frozen_bidrn_stays_close_and_is_not_saved(tmp_path):
         assert 0 < (value - reference).abs().max() <= 0.5 * reference.abs().max() + 0.1, name
     with pytest.raises(BidrnError, match="rounded to int8"):
         save(reduced, tmp_path / "int8.bidrn.safetensors")
+
+
+def test_a_frozen_model_that_has_run_can_be_deep_copied():
+    """Call plans hold raw addresses in ctypes structs, which deepcopy refused; copies plan anew."""
+    torch.manual_seed(0)
+    frozen = freeze(randomize(bidrn.create_model("bidrn", **TINY)))
+    images = torch.rand(1, 3, 128, 96, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = frozen(images).body_pose
+        copied = copy.deepcopy(frozen)
+        assert torch.equal(copied(images).body_pose, expected)
+        assert torch.equal(frozen(images).body_pose, expected)

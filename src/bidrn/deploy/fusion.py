@@ -188,6 +188,10 @@ class FusedLocalConvResidual(LocalConvResidual):
         post = PostOps(**{name: torch.cat([getattr(p, name) for p in posts]) for name in _EPILOGUE_VECTORS})
         return [(merged, torch.cat(multipliers), torch.cat(addends), post)]
 
+    def __getstate__(self) -> dict:
+        """The state without the call plans, whose structs hold raw addresses (for deepcopy)."""
+        return {**self.__dict__, "_plans": {}}
+
     def invalidate(self) -> None:
         """Forget the call plans, which hold the derived epilogue vectors (after parameters change)."""
         self._plans = {}

@@ -96,6 +96,10 @@ class PackedBinaryLayer(nn.Module):
     def _phases(self) -> list[ConvPhase]:
         raise NotImplementedError
 
+    def __getstate__(self) -> dict:
+        """The state without the call plans, whose structs hold raw addresses (for deepcopy)."""
+        return {**self.__dict__, "_plans": {}}
+
     def _kernel_operands(self) -> tuple[list[ConvPhase], Tensor, Tensor]:
         if self._prepared is None:
             padded = padded_out_channels(self.out_channels)

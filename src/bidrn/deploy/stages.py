@@ -137,6 +137,10 @@ class FusedStage(nn.Sequential):
             kernels.run(program.steps)
         return out_nhwc.permute(0, 3, 1, 2)
 
+    def __getstate__(self) -> dict:
+        """The state without the stage programs, whose structs hold raw addresses (for deepcopy)."""
+        return {name: value for name, value in self.__dict__.items() if name != "_programs"}
+
     def _block_by_block(self, x: Tensor) -> Tensor:
         """Each block's output handed to the next unless a hook saw it."""
         previous = None

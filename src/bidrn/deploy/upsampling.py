@@ -58,6 +58,10 @@ class FusedUpsampling(BinarizedUpsampling):
 
     _plans: dict[tuple, kernels.ConvPlan]
 
+    def __getstate__(self) -> dict:
+        """The state without the call plans, whose structs hold raw addresses (for deepcopy)."""
+        return {**self.__dict__, "_plans": {}}
+
     def _apply(self, fn, recurse=True):
         # Moving or converting the module rebuilds the deconv's kernel operands, which the plans
         # point to (as FusedLocalConvResidual.invalidate).
