@@ -49,7 +49,10 @@ from bidrn.deploy.packing import OUT_CHANNEL_CHUNK, kernel_weights
 from bidrn.nets.bidrn import BiDRBasicBlock, BiDRBottleneck, BiDRNEncoder, LocalConvResidual
 
 __all__ = [
-    "ConvBinding",
+    "UNIT_ADDED",
+    "UNIT_BUFFERS",
+    "UNIT_INPUT",
+    "UNIT_OUTPUT",
     "FusedBiDRB",
     "FusedLocalConvResidual",
     "UnitPlan",
@@ -58,6 +61,7 @@ __all__ = [
     "can_fuse_block",
     "fuse_preactivations",
     "observed",
+    "shares_memory",
 ]
 
 
@@ -98,31 +102,25 @@ def can_fuse(unit: nn.Module) -> bool:
 _EPILOGUE_VECTORS = ("slope", "scale", "shift")  # the per-channel PostOps fields
 
 
-@dataclass(frozen=True)
-class ConvBinding:
-    """Where one conv of a unit plan reads and writes, as byte offsets from the call's tensors."""
-
-    conv: kernels.ConvArgs
-    pack: int  # index of the packing pass whose buffer it reads
-    out_offset: int  # into the output
-    residual_offset: int  # into the unit's input (the residual is the input, or pooled from it)
-    accumulate: str | None  # "out" or "add": the tensor added in the epilogue
-    accumulate_offset: int
+# The tensors a unit plan's pointer fields point into (``UnitPlan.pointers``): the unit's input,
+# its output, the tensor added in the last epilogue; packed buffer ``k`` is base ``UNIT_BUFFERS + k``.
+UNIT_INPUT, UNIT_OUTPUT, UNIT_ADDED, UNIT_BUFFERS = range(4)
 
 
 @dataclass(frozen=True)
 class UnitPlan:
     """A fused unit's packing passes and convs for one input shape, output layout and clamp.
 
-    A call fills the call's addresses into ``steps`` while holding ``lock``, so that calls from
-    several threads never run with each other's addresses.
+    ``pointers`` lists every pointer field of ``steps`` that a call's tensors decide, as
+    :data:`bidrn.deploy.kernels.Pointer` s over the bases above. A call fills them in
+    (:func:`bidrn.deploy.kernels.fill_addresses`) and runs while holding ``lock``, so that calls
+    from several threads never run with each other's addresses.
     """
 
     out_shape: tuple[int, int, int, int]
     packs: tuple[kernels.PackPlan, ...]
-    input_offsets: tuple[int, ...]  # of each packing pass, into the unit's input
-    bindings: tuple[ConvBinding, ...]
     steps: tuple[ctypes.Structure, ...]
+    pointers: tuple[kernels.Pointer, ...]
     operands: tuple[object, ...]
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -259,20 +257,15 @@ class FusedLocalConvResidual(LocalConvResidual):
             out = add_nhwc  # the plan's offsets into the output and into `add` coincide
         else:
             out = torch.empty(plan.out_shape, dtype=torch.float32)
-        a_address, out_address = a_nhwc.data_ptr(), out.data_ptr()
-        add_address = 0 if add_nhwc is None else add_nhwc.data_ptr()
         buffers = [pack.buffer() for pack in plan.packs]
+        bases = (
+            a_nhwc.data_ptr(),
+            out.data_ptr(),
+            0 if add_nhwc is None else add_nhwc.data_ptr(),
+            *(buffer.data_ptr() for buffer in buffers),
+        )
         with plan.lock:
-            for pack, buffer, offset in zip(plan.packs, buffers, plan.input_offsets, strict=True):
-                pack.args.input, pack.args.packed = a_address + offset, buffer.data_ptr()
-            for binding in plan.bindings:
-                conv = binding.conv
-                conv.packed = buffers[binding.pack].data_ptr()
-                conv.out = out_address + binding.out_offset
-                conv.residual = a_address + binding.residual_offset
-                if binding.accumulate is not None:
-                    base = out_address if binding.accumulate == "out" else add_address
-                    conv.accumulate_from = base + binding.accumulate_offset
+            kernels.fill_addresses(plan.pointers, bases)
             kernels.run(plan.steps)
         return out.permute(0, 3, 1, 2)
 
@@ -308,15 +301,18 @@ class FusedLocalConvResidual(LocalConvResidual):
         shared = self.shares_packed_input
         if self.merges_branches:  # one conv writes every branch's channels
             width = out_shape[3]
-        packs, input_offsets, bindings, steps, operands = [], [], [], [], []
+        packs, steps, pointers, operands = [], [], [], []
         for index, (phase, multiplier, addend, post) in enumerate(self._kernel_branches()):
             threshold = self.convs[index]._threshold()  # one tensor: the pack points to it, operands keep it
             part = a_nhwc[..., index * in_width : (index + 1) * in_width] if summed else a_nhwc
             if not packs or not shared:
                 source = a_nhwc if shared else part
                 packs.append(kernels.plan_pack(source, [phase], out_h, out_w, threshold))
-                input_offsets.append(source.data_ptr() - a_nhwc.data_ptr())
                 steps.append(packs[-1].args)
+                pointers += [
+                    (packs[-1].args, "input", UNIT_INPUT, source.data_ptr() - a_nhwc.data_ptr()),
+                    (packs[-1].args, "packed", UNIT_BUFFERS + len(packs) - 1, 0),
+                ]
             branch_out = out if summed else out[..., index * width : (index + 1) * width]
             residual = part if summed else a_nhwc
             added = out if summed and index > 0 else add_nhwc
@@ -345,23 +341,19 @@ class FusedLocalConvResidual(LocalConvResidual):
                 channels=in_width,
                 joins_previous=index > 0 and shared,
             )
-            accumulate = None if added is None else ("out" if added.data_ptr() == out.data_ptr() else "add")
-            base = out if accumulate == "out" else add_nhwc
-            bindings.append(
-                ConvBinding(
-                    args,
-                    len(packs) - 1,
-                    (branch_out.data_ptr() - out.data_ptr()),
-                    (residual.data_ptr() - a_nhwc.data_ptr()),
-                    accumulate,
-                    0 if added is None else added.data_ptr() - base.data_ptr(),
+            pointers += [
+                (args, "packed", UNIT_BUFFERS + len(packs) - 1, 0),
+                (args, "out", UNIT_OUTPUT, branch_out.data_ptr() - out.data_ptr()),
+                (args, "residual", UNIT_INPUT, residual.data_ptr() - a_nhwc.data_ptr()),
+            ]
+            if added is not None:
+                base, tensor = (
+                    (UNIT_OUTPUT, out) if added.data_ptr() == out.data_ptr() else (UNIT_ADDED, add_nhwc)
                 )
-            )
+                pointers.append((args, "accumulate_from", base, added.data_ptr() - tensor.data_ptr()))
             steps.append(args)
             operands.append((phase, multiplier, addend, post, threshold))
-        return UnitPlan(
-            out_shape, tuple(packs), tuple(input_offsets), tuple(bindings), tuple(steps), tuple(operands)
-        )
+        return UnitPlan(out_shape, tuple(packs), tuple(steps), tuple(pointers), tuple(operands))
 
 
 class FusedBiDRB(nn.Module):
@@ -400,7 +392,7 @@ class FusedBiDRB(nn.Module):
         out = a
         for unit in leading:
             out = unit(out)
-        owned = residual is not None and (overwrite_input or not _shares_memory(residual, x))
+        owned = residual is not None and (overwrite_input or not shares_memory(residual, x))
         into_add = owned and not observed(self.input_readers())
         return last(out, add=residual, clamp=self.output_clamp, into_add=into_add)
 
@@ -430,7 +422,8 @@ def observed(modules: Iterable[nn.Module]) -> bool:
     return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
 
 
-def _shares_memory(a: Tensor, b: Tensor) -> bool:
+def shares_memory(a: Tensor, b: Tensor) -> bool:
+    """Whether two tensors are views of one storage."""
     return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
 
 

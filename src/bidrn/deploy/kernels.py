@@ -30,7 +30,7 @@ import importlib
 import os
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from types import ModuleType
 
@@ -236,6 +236,17 @@ def use_compiled() -> bool:
         )
         _warned = True
     return not _use_reference
+
+
+Pointer = tuple[ctypes.Structure, str, int, int]
+"""A pointer field of an argument struct as (struct, field name, base index, byte offset): a call
+sets it to ``bases[base index] + offset`` (:func:`fill_addresses`)."""
+
+
+def fill_addresses(pointers: Iterable[Pointer], bases: Sequence[int]) -> None:
+    """Point each field at its base address plus offset (a call's tensors, before :func:`run`)."""
+    for struct, name, base, offset in pointers:
+        setattr(struct, name, bases[base] + offset)
 
 
 def run(steps: Sequence[ctypes.Structure]) -> None:

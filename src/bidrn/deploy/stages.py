@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from bidrn.deploy import kernels
-from bidrn.deploy.fusion import FusedBiDRB, FusedLocalConvResidual, UnitPlan, observed
+from bidrn.deploy.fusion import FusedBiDRB, FusedLocalConvResidual, UnitPlan, observed, shares_memory
 
 __all__ = ["FusedStage", "StageProgram", "fuse_stages"]
 
@@ -48,13 +48,13 @@ _ALIGNMENT = 64  # bytes, of every scratch region
 class StageProgram:
     """A stage's units as one sequence of kernel steps, for one input layout.
 
-    ``relocations`` lists every pointer field of ``steps`` as (struct, field, slot, byte offset):
-    before each run the field is set to the call's base address ``slot`` plus the offset, while
-    ``lock`` is held, so that calls from several threads never run with each other's addresses.
+    ``pointers`` lists every pointer field of ``steps`` over the call's four base addresses; a call
+    fills them in (:func:`bidrn.deploy.kernels.fill_addresses`) and runs while holding ``lock``,
+    so that calls from several threads never run with each other's addresses.
     """
 
     steps: tuple[ctypes.Structure, ...]
-    relocations: tuple[tuple[ctypes.Structure, str, int, int], ...]
+    pointers: tuple[kernels.Pointer, ...]
     scratch_bytes: int
     out_shape: tuple[int, int, int, int]  # of the stage's output, (N, H, W, C)
     structure: tuple[nn.Module, ...]  # the modules it was made from (see FusedStage._structure)
@@ -115,9 +115,9 @@ class FusedStage(nn.Sequential):
             added_nhwc is not None
             and added_nhwc.dtype == torch.float32
             and added_nhwc.is_contiguous()
-            and added.untyped_storage().data_ptr() != x.untyped_storage().data_ptr()
+            and not shares_memory(added, x)
         )
-        key = (FusedLocalConvResidual.plan_key(a_nhwc, added_nhwc, None), owned)
+        key = FusedLocalConvResidual.plan_key(a_nhwc, added_nhwc, None)
         programs = self.__dict__.setdefault("_programs", {})
         program = programs.get(key)
         if program is None or not program.is_current(structure):
@@ -132,8 +132,7 @@ class FusedStage(nn.Sequential):
             scratch.data_ptr(),
         )
         with program.lock:
-            for struct, name, slot, offset in program.relocations:
-                setattr(struct, name, bases[slot] + offset)
+            kernels.fill_addresses(program.pointers, bases)
             kernels.run(program.steps)
         return out_nhwc.permute(0, 3, 1, 2)
 
@@ -231,30 +230,23 @@ class FusedStage(nn.Sequential):
                     out_example = torch.empty(plan.out_shape)
                 copies = {id(step): type(step).from_buffer_copy(step) for step in plan.steps}
                 steps.extend(copies[id(step)] for step in plan.steps)
-                buffers = []
-                for k, (pack, offset) in enumerate(zip(plan.packs, plan.input_offsets, strict=True)):
-                    args = copies[id(pack.args)]
-                    nbytes = math.prod(pack.buffer_shape) * 8
-                    buffers.append((_SCRATCH, layout.need(("pack", position, k), nbytes)))
-                    pending += [(args, "input", source, offset), (args, "packed", buffers[-1], 0)]
-                for binding in plan.bindings:
-                    conv = copies[id(binding.conv)]
-                    pending += [
-                        (conv, "packed", buffers[binding.pack], 0),
-                        (conv, "out", target, binding.out_offset),
-                        (conv, "residual", source, binding.residual_offset),
-                    ]
-                    if binding.accumulate is not None:
-                        base = target if binding.accumulate == "out" else added
-                        pending.append((conv, "accumulate_from", base, binding.accumulate_offset))
+                buffers = [
+                    (_SCRATCH, layout.need(("pack", position, k), math.prod(pack.buffer_shape) * 8))
+                    for k, pack in enumerate(plan.packs)
+                ]
+                where = (source, target, added, *buffers)  # indexed by the unit plan's bases
+                pending += [
+                    (copies[id(struct)], name, where[base], offset)
+                    for struct, name, base, offset in plan.pointers
+                ]
                 source, source_example = target, out_example
         offsets, scratch_bytes = layout.offsets()
-        relocations = tuple(
+        pointers = tuple(
             (struct, name, slot, offset + (0 if role is None else offsets[role]))
             for struct, name, (slot, role), offset in pending
         )
         return StageProgram(
-            tuple(steps), relocations, scratch_bytes, tuple(running.shape), structure, tuple(unit_plans)
+            tuple(steps), pointers, scratch_bytes, tuple(running.shape), structure, tuple(unit_plans)
         )
 
 
