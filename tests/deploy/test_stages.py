@@ -71,12 +71,12 @@ def test_blocks_never_write_over_what_a_hook_was_handed(isa, scope, frozen_stage
 
 
 def _programs(stage):
-    return stage.__dict__.get("_programs", {})
+    return stage.__dict__.get("_plans", {})
 
 
 def test_a_stage_runs_as_one_program_and_matches_its_blocks(isa, frozen_stage):
     stage, x = frozen_stage
-    stage.__dict__.pop("_programs", None)
+    stage.__dict__.pop("_plans", None)
     with torch.no_grad():
         out = stage(x)
         assert torch.equal(out, stage._block_by_block(x))
@@ -88,7 +88,7 @@ def test_a_stage_runs_as_one_program_and_matches_its_blocks(isa, frozen_stage):
 
 def test_hooks_make_a_stage_run_block_by_block(isa, frozen_stage):
     stage, x = frozen_stage
-    stage.__dict__.pop("_programs", None)
+    stage.__dict__.pop("_plans", None)
     calls = []
     handle = stage[1].units[1].register_forward_hook(lambda *_: calls.append(1))
     try:

@@ -125,7 +125,7 @@ class UnitPlan:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
 
-class FusedLocalConvResidual(LocalConvResidual):
+class FusedLocalConvResidual(kernels.CallPlanCache, LocalConvResidual):
     """A :class:`~bidrn.nets.bidrn.LocalConvResidual` whose branches run as packed convs with fused epilogues.
 
     Made by :meth:`fuse` from a unit (in place); see the module docstring.
@@ -185,10 +185,6 @@ class FusedLocalConvResidual(LocalConvResidual):
         _, multipliers, addends, posts = zip(*branches, strict=True)
         post = PostOps(**{name: torch.cat([getattr(p, name) for p in posts]) for name in _EPILOGUE_VECTORS})
         return [(merged, torch.cat(multipliers), torch.cat(addends), post)]
-
-    def __getstate__(self) -> dict:
-        """The state without the call plans, whose structs hold raw addresses (for deepcopy)."""
-        return {**self.__dict__, "_plans": {}}
 
     def invalidate(self) -> None:
         """Forget the call plans, which hold the derived epilogue vectors (after parameters change)."""

@@ -238,6 +238,18 @@ def use_compiled() -> bool:
     return not _use_reference
 
 
+class CallPlanCache:
+    """Mixin for modules that cache call plans in ``_plans``.
+
+    Copies (``copy.deepcopy``) leave the plans out, since their argument structs hold the raw
+    addresses of one call (ctypes refuses to copy them); a copy plans anew on its first call.
+    """
+
+    def __getstate__(self) -> dict:
+        """The state without the call plans."""
+        return {**self.__dict__, "_plans": {}}
+
+
 Pointer = tuple[ctypes.Structure, str, int, int]
 """A pointer field of an argument struct as (struct, field name, base index, byte offset): a call
 sets it to ``bases[base index] + offset`` (:func:`fill_addresses`)."""

@@ -31,7 +31,7 @@ from bidrn.deploy.packing import kernel_weights, padded_out_channels, words_for
 __all__ = ["PackedBinaryConv2d", "PackedBinaryConvTranspose2d", "PackedBinaryLayer", "PackedBinaryLinear"]
 
 
-class PackedBinaryLayer(nn.Module):
+class PackedBinaryLayer(kernels.CallPlanCache, nn.Module):
     """Base of the frozen layers: packed weight bits, epilogue vectors and kernel preparation.
 
     Buffers (all in the state dict): ``weight_bits`` int64 ``(O, *kernel, ceil(C_in / 64))``,
@@ -95,10 +95,6 @@ class PackedBinaryLayer(nn.Module):
 
     def _phases(self) -> list[ConvPhase]:
         raise NotImplementedError
-
-    def __getstate__(self) -> dict:
-        """The state without the call plans, whose structs hold raw addresses (for deepcopy)."""
-        return {**self.__dict__, "_plans": {}}
 
     def _kernel_operands(self) -> tuple[list[ConvPhase], Tensor, Tensor]:
         if self._prepared is None:

@@ -92,7 +92,7 @@ class _ScratchLayout:
         return offsets, total
 
 
-class FusedStage(nn.Sequential):
+class FusedStage(kernels.CallPlanCache, nn.Sequential):
     """A stage of fused BiDRBs that runs all their units as one kernel call (see the module doc).
 
     Inside the stage a block's output is read by the next block only, so the next block writes its
@@ -118,7 +118,7 @@ class FusedStage(nn.Sequential):
             and not shares_memory(added, x)
         )
         key = FusedLocalConvResidual.plan_key(a_nhwc, added_nhwc, None)
-        programs = self.__dict__.setdefault("_programs", {})
+        programs = self.__dict__.setdefault("_plans", {})
         program = programs.get(key)
         if program is None or not program.is_current(structure):
             program = self._compile(structure, a_nhwc, added_nhwc)
@@ -135,10 +135,6 @@ class FusedStage(nn.Sequential):
             kernels.fill_addresses(program.pointers, bases)
             kernels.run(program.steps)
         return out_nhwc.permute(0, 3, 1, 2)
-
-    def __getstate__(self) -> dict:
-        """The state without the stage programs, whose structs hold raw addresses (for deepcopy)."""
-        return {name: value for name, value in self.__dict__.items() if name != "_programs"}
 
     def _block_by_block(self, x: Tensor) -> Tensor:
         """Each block's output handed to the next unless a hook saw it."""

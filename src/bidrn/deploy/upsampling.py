@@ -53,14 +53,10 @@ def fuse_upsampling(model: nn.Module) -> int:
     return len(units)
 
 
-class FusedUpsampling(BinarizedUpsampling):
+class FusedUpsampling(kernels.CallPlanCache, BinarizedUpsampling):
     """:class:`~bidrn.nets.boxnet.BinarizedUpsampling` run as one packed conv with fused post-ops."""
 
     _plans: dict[tuple, kernels.ConvPlan]
-
-    def __getstate__(self) -> dict:
-        """The state without the call plans, whose structs hold raw addresses (for deepcopy)."""
-        return {**self.__dict__, "_plans": {}}
 
     def _apply(self, fn, recurse=True):
         # Moving or converting the module rebuilds the deconv's kernel operands, which the plans
