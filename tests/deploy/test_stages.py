@@ -13,11 +13,16 @@ from tests.deploy.test_bidrn_model import TINY, randomize
 
 
 @pytest.fixture(scope="module")
-def frozen_stage():
-    """The first body stage of a frozen tiny BiDRN (three bottlenecks, the first with a projection)."""
+def frozen_tiny():
+    """A frozen tiny BiDRN that the tests below call but never change."""
     torch.manual_seed(0)
-    frozen = freeze(randomize(bidrn.create_model("bidrn", **TINY)))
-    stage = frozen.body_encoder.stages[0]
+    return freeze(randomize(bidrn.create_model("bidrn", **TINY)))
+
+
+@pytest.fixture(scope="module")
+def frozen_stage(frozen_tiny):
+    """The first body stage of a frozen tiny BiDRN (three bottlenecks, the first with a projection)."""
+    stage = frozen_tiny.body_encoder.stages[0]
     assert isinstance(stage, FusedStage) and len(stage) == 3
     x = torch.randn(
         2, stage[0].units[0].convs[0].in_channels, 8, 6, generator=torch.Generator().manual_seed(2)
@@ -136,11 +141,9 @@ def test_a_stage_whose_first_block_adds_its_input_leaves_the_input_alone(isa):
     assert len(_programs(stage)) == (0 if isa == kernels.REFERENCE else 1)
 
 
-def test_a_stage_never_writes_over_what_a_hook_on_its_first_preactivation_kept(isa):
+def test_a_stage_never_writes_over_what_a_hook_on_its_first_preactivation_kept(isa, frozen_tiny):
     """Hardtanh, then an identity Block Residual: the program would write its output over a."""
-    torch.manual_seed(0)
-    frozen = freeze(randomize(bidrn.create_model("bidrn", **TINY)))
-    stage = frozen.face_encoder.stages[0]
+    stage = frozen_tiny.face_encoder.stages[0]
     assert isinstance(stage[0].preactivation, nn.Hardtanh)
     x = torch.randn(2, stage[0].units[0].convs[0].in_channels, 6, 6) * 2
     x = x.contiguous(memory_format=torch.channels_last)
@@ -155,12 +158,6 @@ def test_a_stage_never_writes_over_what_a_hook_on_its_first_preactivation_kept(i
     assert torch.equal(seen, copy)
     with torch.no_grad():
         assert torch.equal(out, stage(x))
-
-
-@pytest.fixture(scope="module")
-def frozen_tiny():
-    torch.manual_seed(0)
-    return freeze(randomize(bidrn.create_model("bidrn", **TINY)))
 
 
 def _caller(kind, frozen_tiny, frozen_stage):
