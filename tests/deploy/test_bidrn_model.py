@@ -41,6 +41,8 @@ def randomize(model, seed=0):
         ("fusion_up", 8, 32, 1),
         ("fusion_up", 32, 128, 1),  # branches of whole 32-channel chunks: one merged conv
         ("fusion_down", 32, 8, 1),
+        ("fusion_down", 256, 64, 1),  # branches of whole 64-bit words: one conv sums all four
+        ("fusion_down", 128, 64, 1),  # two branches (a strided block's 2C -> C)
         ("down_sample", 8, 16, 2),
         ("down_sample", 32, 64, 2),  # merged, with the pooled residual repeated along the channels
     ],
@@ -50,10 +52,13 @@ def test_fused_unit_matches_unit(isa, form, in_channels, out_channels, stride):
     assert unit.form == form
     frozen = freeze(nn.Sequential(unit))
     assert isinstance(frozen[0], FusedLocalConvResidual)
-    # branches reading the same input pack it once (Down Sample and Fusion Up have several) and
-    # run as one conv when each writes whole chunks of the kernels' output channels
-    assert frozen[0].shares_packed_input == (form in ("fusion_up", "down_sample"))
+    # branches reading the same input pack it once (Down Sample and Fusion Up have several, Fusion
+    # Down when its channel groups are whole words) and run as one conv when each writes whole
+    # chunks of the kernels' output channels (concatenated) or reads whole words (summed)
+    summed = form == "fusion_down" and out_channels == 64
+    assert frozen[0].shares_packed_input == (form in ("fusion_up", "down_sample") or summed)
     assert frozen[0].merges_branches == (form in ("fusion_up", "down_sample") and in_channels == 32)
+    assert frozen[0].sums_branches == summed
     x = torch.randn(2, in_channels, 9, 7)
     with torch.no_grad():
         expected, actual = unit(x), frozen(x)
@@ -82,6 +87,41 @@ def test_fused_unit_call_plans_follow_shapes_layouts_and_new_parameters(isa):
     fused.load_state_dict(freeze(nn.Sequential(other))[0].state_dict())
     with torch.no_grad():
         torch.testing.assert_close(fused(x), other(x), rtol=1e-5, atol=1e-5)
+
+
+class _OneConvPerBranch(FusedLocalConvResidual):
+    """A fused unit that runs its Fusion Down branches as one conv each, accumulating into the output."""
+
+    sums_branches = property(lambda self: False)
+
+
+@pytest.mark.parametrize("kernel_size", [1, 3])
+def test_summed_branches_equal_one_conv_per_branch(isa, kernel_size):
+    """Fusion Down's branches summed in registers give the bits of one conv per branch accumulating."""
+    unit = randomize(LocalConvResidual(256, 64, kernel_size, 1, preactivation=nn.Hardtanh()))
+    summed = freeze(nn.Sequential(unit))[0]
+    per_branch = copy.deepcopy(summed)
+    per_branch.__class__ = _OneConvPerBranch
+    assert summed.sums_branches and not per_branch.sums_branches
+    generator = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 256, 7, 6, generator=generator)
+    block_residual = torch.randn(2, 64, 7, 6, generator=generator)
+    block_residual = block_residual.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        for options in ({}, {"clamp": (-1.0, 1.0)}, {"add": block_residual, "clamp": (-1.0, 1.0)}):
+            plain = per_branch(x, **options)
+            assert torch.equal(summed(x, **options), plain)
+            if kernels.use_compiled():
+                assert len(summed.call_plan(*_plan_inputs(x, options)).steps) == 2  # one pack, one conv
+                assert len(per_branch.call_plan(*_plan_inputs(x, options)).steps) == 5
+
+
+def _plan_inputs(x, options):
+    """call_plan's arguments for a unit called on ``x`` with these keyword arguments."""
+    nhwc = x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
+    add = options.get("add")
+    add = None if add is None else add.permute(0, 2, 3, 1)
+    return nhwc, add, options.get("clamp")
 
 
 def test_next_units_hardtanh_becomes_a_clamp(isa):

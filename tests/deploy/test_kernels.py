@@ -215,6 +215,23 @@ def test_a_conv_can_join_only_a_conv_of_the_same_job_space():
 
 
 @pytest.mark.skipif(not kernels.extension_available(), reason="compiled kernels not built")
+def test_branches_must_be_few_and_read_inside_the_packed_pixel():
+    """ConvArgs.branches: 1 to MAX_BRANCHES branches, whose words all lie in the packed pixel."""
+    _, phase, multiplier, addend, pack, buffer = all_ones_pointwise(4, 4, 32)
+    out = torch.empty(1, 4, 4, 32)
+    conv = kernels.plan_conv_args(pack, phase, (4, 4), out, multiplier, addend)
+    conv.packed = buffer.data_ptr()
+    assert conv.branches == 1
+    for branches, branch_words in ((0, 0), (kernels.MAX_BRANCHES + 1, 0), (2, -1)):
+        conv.branches, conv.branch_words = branches, branch_words
+        with pytest.raises(ValueError, match="branches must be"):
+            kernels.run((pack.args, conv))
+    conv.branches, conv.branch_words = 2, 1  # a second word the 64-channel pixel does not have
+    with pytest.raises(ValueError, match="inside the packed pixel"):
+        kernels.run((pack.args, conv))
+
+
+@pytest.mark.skipif(not kernels.extension_available(), reason="compiled kernels not built")
 def test_a_residual_with_fewer_channels_repeats_along_the_output_channels():
     x, phase, multiplier, addend, pack, buffer = all_ones_pointwise(3, 5, 96)
     residual = torch.randn(1, 3, 5, 32)

@@ -45,7 +45,7 @@ from bidrn.deploy import kernels
 from bidrn.deploy.dense import PointwiseConv2d, batchnorm_factors, set_input_range
 from bidrn.deploy.kernels import PostOps
 from bidrn.deploy.layers import PackedBinaryConv2d
-from bidrn.deploy.packing import OUT_CHANNEL_CHUNK, kernel_weights
+from bidrn.deploy.packing import OUT_CHANNEL_CHUNK, KernelWeights, kernel_weights
 from bidrn.nets.bidrn import BiDRBasicBlock, BiDRBottleneck, BiDRNEncoder, LocalConvResidual
 
 __all__ = [
@@ -171,20 +171,42 @@ class FusedLocalConvResidual(kernels.CallPlanCache, LocalConvResidual):
             and self.convs[0].out_channels % OUT_CHANNEL_CHUNK == 0
         )
 
+    @property
+    def sums_branches(self) -> bool:
+        """Whether the branches run as one conv that sums them in registers (``ConvArgs.branches``).
+
+        Fusion Down branches read word-aligned channel groups of one packed input and are summed
+        into one output. One branch per conv wrote the output once per branch and read it back
+        for each later one (three extra stores and loads per output value); one conv of four
+        branches writes it once, with the same operations in the same order (bit-identical).
+        """
+        fits = len(self.convs) <= kernels.MAX_BRANCHES
+        return self.form == "fusion_down" and self.shares_packed_input and fits
+
     def _kernel_branches(self) -> list[tuple[kernels.ConvPhase, Tensor, Tensor, PostOps]]:
-        """(phase, multiplier, addend, post-ops) of each conv the kernels run: per branch, or merged."""
+        """(phase, multiplier, addend, post-ops) of each conv the kernels run: per branch, or merged.
+
+        Merged branches (:attr:`merges_branches`, :attr:`sums_branches`) are one conv whose weights,
+        tap sums and per-channel vectors are the branches' one after the other.
+        """
         branches = []
         for conv, (addend, post) in zip(self.convs, self._branch_terms(), strict=True):
             (phase,), multiplier, _ = conv._kernel_operands()
             branches.append((phase, multiplier, addend, post))
-        if not self.merges_branches:
+        if not (self.merges_branches or self.sums_branches):
             return branches
-        phase = branches[0][0]
-        bits = torch.cat([conv.weight_bits.cpu() for conv in self.convs])
-        merged = replace(phase, weights=kernel_weights(bits, self.convs[0].in_channels))
-        _, multipliers, addends, posts = zip(*branches, strict=True)
+        phases, multipliers, addends, posts = zip(*branches, strict=True)
+        if self.merges_branches:
+            bits = torch.cat([conv.weight_bits.cpu() for conv in self.convs])
+            weights = kernel_weights(bits, self.convs[0].in_channels)
+        else:
+            weights = KernelWeights(
+                torch.cat([phase.weights.weights for phase in phases]),
+                torch.cat([phase.weights.tap_sums for phase in phases]),
+                phases[0].weights.out_channels_padded,
+            )
         post = PostOps(**{name: torch.cat([getattr(p, name) for p in posts]) for name in _EPILOGUE_VECTORS})
-        return [(merged, torch.cat(multipliers), torch.cat(addends), post)]
+        return [(replace(phases[0], weights=weights), torch.cat(multipliers), torch.cat(addends), post)]
 
     def invalidate(self) -> None:
         """Forget the call plans, which hold the derived epilogue vectors (after parameters change)."""
@@ -297,8 +319,10 @@ class FusedLocalConvResidual(kernels.CallPlanCache, LocalConvResidual):
         shared = self.shares_packed_input
         if self.merges_branches:  # one conv writes every branch's channels
             width = out_shape[3]
+        kernel_branches = self._kernel_branches()
+        branches_summed = len(self.convs) if self.sums_branches else 1
         packs, steps, pointers, operands = [], [], [], []
-        for index, (phase, multiplier, addend, post) in enumerate(self._kernel_branches()):
+        for index, (phase, multiplier, addend, post) in enumerate(kernel_branches):
             threshold = self.convs[index]._threshold()  # one tensor: the pack points to it, operands keep it
             part = a_nhwc[..., index * in_width : (index + 1) * in_width] if summed else a_nhwc
             if not packs or not shared:
@@ -314,7 +338,7 @@ class FusedLocalConvResidual(kernels.CallPlanCache, LocalConvResidual):
             added = out if summed and index > 0 else add_nhwc
             if added is not None and not summed:
                 added = added[..., index * width : (index + 1) * width]
-            last = not summed or index == len(self.convs) - 1
+            last = not summed or index == len(kernel_branches) - 1
             branch_post = PostOps(
                 slope=post.slope,
                 residual=residual,
@@ -336,6 +360,8 @@ class FusedLocalConvResidual(kernels.CallPlanCache, LocalConvResidual):
                 word_offset,
                 channels=in_width,
                 joins_previous=index > 0 and shared,
+                branches=branches_summed,
+                branch_words=in_width // 64,
             )
             pointers += [
                 (args, "packed", UNIT_BUFFERS + len(packs) - 1, 0),

@@ -42,8 +42,10 @@ from bidrn.errors import BidrnError
 
 #: name of the pure-torch path in :func:`set_isa` / :func:`active_isa`
 REFERENCE = "reference"
+#: branches one conv sums in registers at most (``kMaxBranches`` in csrc/bitconv.hpp)
+MAX_BRANCHES = 4
 #: ABI version of the argument structs (``kAbiVersion`` in csrc/bitconv.hpp)
-ABI_VERSION = 5
+ABI_VERSION = 6
 
 _U32, _I64, _F32, _POINTER = ctypes.c_uint32, ctypes.c_int64, ctypes.c_float, ctypes.c_void_p
 
@@ -87,7 +89,7 @@ class ConvArgs(ctypes.Structure):
         *_integers("acc_stride_n", "acc_stride_h", "acc_stride_w", "clamp"),
         ("clamp_lo", _F32),
         ("clamp_hi", _F32),
-        *_integers("joins_previous"),
+        *_integers("joins_previous", "branches", "branch_words", "branch_residual"),
     ]
 
 
@@ -511,6 +513,8 @@ def plan_conv_args(
     word_offset: int = 0,
     channels: int | None = None,
     joins_previous: bool = False,
+    branches: int = 1,
+    branch_words: int = 0,
 ) -> ConvArgs:
     """The :class:`ConvArgs` of ``phase`` over ``pack``'s buffer, writing ``size`` outputs into ``out``.
 
@@ -519,6 +523,11 @@ def plan_conv_args(
     input channels (default: all the pack has) from word ``word_offset`` of every packed pixel.
     With ``joins_previous`` it runs row by row together with the previous conv of its :func:`run`
     call (same batch, output rows and padded channels; see ``ConvArgs`` in csrc/bitconv.hpp).
+    With ``branches`` > 1 (at most :data:`MAX_BRANCHES`) it sums that many branches in registers:
+    ``phase``'s weights and tap sums, the multiplier, addend and post-op vectors hold the branches
+    one after the other, branch ``g`` reads ``channels`` from word ``word_offset + g ·
+    branch_words`` and adds the ``C`` residual channels after branch ``g - 1``'s, ``C`` those of
+    ``post.residual`` (a channel slice of a wider tensor: Fusion Down's input groups).
     Operand addresses come from the tensors given; before each :func:`run` set ``packed``, ``out``,
     ``residual`` and ``accumulate_from`` to the current tensors'.
     """
@@ -566,6 +575,8 @@ def plan_conv_args(
         post_scale=_address(post.scale),
         post_shift=_address(post.shift),
         joins_previous=int(joins_previous),
+        branches=branches,
+        branch_words=branch_words,
     )
     if post.residual is not None:
         _unit_channel_stride(post.residual, "the residual")
@@ -575,6 +586,7 @@ def plan_conv_args(
         args.res_h, args.res_w = residual.shape[1:3]
         args.res_pool = 2 if post.residual_pool else 0
         args.res_channels = _residual_period(residual.shape[3], out.shape[3])
+        args.branch_residual = residual.shape[3]
     if post.accumulate is not None:
         _unit_channel_stride(post.accumulate, "the accumulated tensor")
         args.accumulate_from = post.accumulate.data_ptr()

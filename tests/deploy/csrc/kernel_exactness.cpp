@@ -35,7 +35,8 @@ const KernelSet* find_set(const std::string& name) {
 
 struct Case {
   int64_t batch, channels, out_channels, height, width, kernel, stride, padding, dilation;
-  int64_t groups;     // the packed input holds `groups` channel groups; the conv reads the last one
+  int64_t groups;     // the packed input holds `groups` channel groups; the conv reads the last ones
+  int64_t branches;   // summed in registers (ConvArgs::branches), each reading one of those groups
   bool threshold, post, pooled, sample_scale;
 };
 
@@ -52,7 +53,8 @@ Case random_case(std::mt19937_64& rng) {
   const int64_t reach = c.dilation * (c.kernel - 1) + 1;
   c.height = std::max<int64_t>(reach - 2 * c.padding, 1) + rng() % 8;
   c.width = std::max<int64_t>(reach - 2 * c.padding, 1) + rng() % 8;
-  c.groups = (c.channels % 64 == 0) ? 1 + rng() % 2 : 1;
+  c.groups = (c.channels % 64 == 0) ? 1 + rng() % kMaxBranches : 1;
+  c.branches = 1 + rng() % c.groups;
   c.threshold = rng() % 3 == 0;
   c.post = rng() % 2 == 0;
   c.pooled = c.post && rng() % 2 == 0;
@@ -70,7 +72,7 @@ Result run_case(const KernelSet& set, const Case& c, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
   const int64_t total_channels = c.channels * c.groups, pixel_words = (total_channels + 63) / 64;
-  const int64_t words = (c.channels + 63) / 64, word_offset = (c.groups - 1) * c.channels / 64;
+  const int64_t words = (c.channels + 63) / 64, word_offset = (c.groups - c.branches) * c.channels / 64;
   const int64_t out_h = (c.height + 2 * c.padding - c.dilation * (c.kernel - 1) - 1) / c.stride + 1;
   const int64_t out_w = (c.width + 2 * c.padding - c.dilation * (c.kernel - 1) - 1) / c.stride + 1;
   const int64_t reach = c.dilation * (c.kernel - 1);
@@ -83,31 +85,35 @@ Result run_case(const KernelSet& set, const Case& c, uint64_t seed) {
   for (float& v : input) v = (rng() % 5 == 0) ? 0.0f : uniform(rng);  // exact zeros are +1
   std::vector<float> threshold(total_channels);
   for (float& v : threshold) v = 0.3f * uniform(rng);
-  std::vector<uint64_t> weights(padded / kOcBlock * taps * words * kOcBlock, 0);
-  std::vector<int32_t> tap_sums(taps * padded, 0);
-  for (int64_t o = 0; o < c.out_channels; ++o)
-    for (int64_t t = 0; t < taps; ++t) {
-      int32_t sum = 0;
-      for (int64_t j = 0; j < words; ++j) {
-        const int64_t bits = std::min<int64_t>(64, c.channels - j * 64);
-        const uint64_t word = bits == 64 ? rng() : rng() & ((1ull << bits) - 1);
-        weights[((o / kOcBlock * taps + t) * words + j) * kOcBlock + o % kOcBlock] = word;
-        sum += static_cast<int32_t>(bits) - 2 * __builtin_popcountll(word);
+  // Every operand below holds the branches one after the other.
+  const int64_t branch_weights = padded * taps * words;
+  std::vector<uint64_t> weights(c.branches * branch_weights, 0);
+  std::vector<int32_t> tap_sums(c.branches * taps * padded, 0);
+  for (int64_t g = 0; g < c.branches; ++g)
+    for (int64_t o = 0; o < c.out_channels; ++o)
+      for (int64_t t = 0; t < taps; ++t) {
+        int32_t sum = 0;
+        for (int64_t j = 0; j < words; ++j) {
+          const int64_t bits = std::min<int64_t>(64, c.channels - j * 64);
+          const uint64_t word = bits == 64 ? rng() : rng() & ((1ull << bits) - 1);
+          weights[g * branch_weights + ((o / kOcBlock * taps + t) * words + j) * kOcBlock + o % kOcBlock] = word;
+          sum += static_cast<int32_t>(bits) - 2 * __builtin_popcountll(word);
+        }
+        tap_sums[(g * taps + t) * padded + o] = sum;
       }
-      tap_sums[t * padded + o] = sum;
-    }
   auto vector_of = [&](float scale, float shift) {
-    std::vector<float> v(padded);
+    std::vector<float> v(c.branches * padded);
     for (float& x : v) x = shift + scale * uniform(rng);
     return v;
   };
-  const std::vector<float> multiplier = c.post ? vector_of(0.5f, 1.0f) : std::vector<float>(padded, 1.0f);
-  const std::vector<float> addend = c.post ? vector_of(1.0f, 0.0f) : std::vector<float>(padded, 0.0f);
+  const std::vector<float> multiplier = c.post ? vector_of(0.5f, 1.0f) : std::vector<float>(c.branches * padded, 1.0f);
+  const std::vector<float> addend = c.post ? vector_of(1.0f, 0.0f) : std::vector<float>(c.branches * padded, 0.0f);
   const std::vector<float> slope = vector_of(0.2f, 0.25f), scale = vector_of(0.3f, 1.0f), shift = vector_of(0.5f, 0.0f);
   // A pooled residual map has 2 * out_h - 1 or 2 * out_h rows (ceil_mode), likewise columns.
   const int64_t res_h = c.pooled ? 2 * out_h - static_cast<int64_t>(rng() % 2) : out_h;
   const int64_t res_w = c.pooled ? 2 * out_w - static_cast<int64_t>(rng() % 2) : out_w;
-  std::vector<float> residual(c.batch * res_h * res_w * c.out_channels), earlier(c.batch * out_h * out_w * c.out_channels);
+  const int64_t res_channels = c.branches * c.out_channels;  // branch g adds channels [g, g + 1) * out_channels
+  std::vector<float> residual(c.batch * res_h * res_w * res_channels), earlier(c.batch * out_h * out_w * c.out_channels);
   for (float& v : residual) v = uniform(rng);
   for (float& v : earlier) v = uniform(rng);
 
@@ -178,9 +184,9 @@ Result run_case(const KernelSet& set, const Case& c, uint64_t seed) {
     a.post_scale = scale.data();
     a.post_shift = shift.data();
     a.residual = residual.data();
-    a.res_stride_n = res_h * res_w * c.out_channels;
-    a.res_stride_h = res_w * c.out_channels;
-    a.res_stride_w = c.out_channels;
+    a.res_stride_n = res_h * res_w * res_channels;
+    a.res_stride_h = res_w * res_channels;
+    a.res_stride_w = res_channels;
     a.res_h = res_h;
     a.res_w = res_w;
     a.res_pool = c.pooled ? 2 : 0;
@@ -192,6 +198,9 @@ Result run_case(const KernelSet& set, const Case& c, uint64_t seed) {
     a.clamp_lo = -2.0f;
     a.clamp_hi = 2.5f;
   }
+  a.branches = c.branches;
+  a.branch_words = c.channels / 64;
+  a.branch_residual = c.out_channels;
   set.conv_jobs(a, 0, c.batch * out_h * (padded / kOcChunk));
   return result;
 }

@@ -18,6 +18,11 @@
 //       v = v * post_scale[o] + post_shift[o];      (e.g. a BatchNorm after the residual add)
 //       v = v + earlier[n, oh, ow, o];              (accumulate: `out` itself, or another tensor)
 //       out = min(max(out, clamp_lo), clamp_hi).    (the next unit's Hardtanh / ReLU)
+//   * a conv of several branches (ConvArgs::branches, e.g. Fusion Down's) sums them in registers:
+//     branch g reads its own words, weights and per-channel vectors, and its own residual channels;
+//     v_0 = result_0 after its post-ops (with `earlier`), v_g = result_g after its post-ops + v_(g-1),
+//     out = clamp(v_last): the same operations, in the same order, as one conv per branch with each
+//     later branch accumulating into `out`.
 #pragma once
 
 #include <cstdint>
@@ -26,11 +31,12 @@ namespace bidrn {
 
 // Raised whenever an argument struct (PackArgs, ConvArgs, QuantizeArgs, PoolArgs) gains, loses,
 // retypes or reorders a field.
-constexpr uint32_t kAbiVersion = 5;
+constexpr uint32_t kAbiVersion = 6;
 
 constexpr int64_t kOcBlock = 8;   // output channels per weight word group
 constexpr int64_t kOcChunk = 32;  // output channels per job (out_channels_padded is a multiple)
 constexpr int kMaxTilePixels = 8;  // output pixels one epilogue call finishes at most (tiles.hpp checks)
+constexpr int64_t kMaxBranches = 4;  // branches one conv sums in registers (ConvArgs::branches)
 
 // One packing pass: float activations -> sign bits in a zero-bordered buffer.
 struct PackArgs {
@@ -84,6 +90,11 @@ struct ConvArgs {
   // share (packed input, residual, an output they accumulate into) stay in cache. It may read what
   // the previous conv wrote only at the same output positions (through accumulate_from).
   int64_t joins_previous;
+  // Branches summed in registers (1 to kMaxBranches; see the header comment). Branch g reads words
+  // from word_offset + g * branch_words, weights and tap_sums one branch's size after branch g - 1's,
+  // the per-channel vectors (multiplier, addend, post_slope, post_scale, post_shift) from
+  // g * out_channels_padded, and the residual from residual + g * branch_residual (floats).
+  int64_t branches, branch_words, branch_residual;
 };
 
 // One quantization pass: float activations -> uint8 with one scale and zero point, for the int8
@@ -134,7 +145,7 @@ struct PoolArgs {
   X(out_stride_n) X(out_stride_h) X(out_stride_w) X(post_slope) X(post_scale) X(post_shift) X(residual)  \
   X(res_stride_n) X(res_stride_h) X(res_stride_w) X(res_h) X(res_w) X(res_pool) X(res_channels)          \
   X(accumulate_from) X(acc_stride_n) X(acc_stride_h) X(acc_stride_w) X(clamp) X(clamp_lo) X(clamp_hi)     \
-  X(joins_previous)
+  X(joins_previous) X(branches) X(branch_words) X(branch_residual)
 
 // Pack rows [begin, end) of the flattened (batch, in_h) range (interior words only; the caller zeroes
 // the border). With sample_mean_abs, also writes row_abs_sum[row] = sum of |x| over the row.

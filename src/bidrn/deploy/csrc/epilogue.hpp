@@ -21,7 +21,7 @@ struct RowPostOps {
   const float* slope;
   const float* scale;
   const float* shift;
-  const float* residual;  // the residual map of this sample, at channel 0
+  const float* residual;  // the residual map of this sample, at channel 0 (branch 0's)
   int64_t res_stride_h, res_stride_w, res_h, res_w;
   int64_t res_channels;  // 0, or the period of the residual's channels (ConvArgs::res_channels)
   bool pool;
@@ -29,14 +29,17 @@ struct RowPostOps {
   int64_t acc_stride_w;
   bool clamp;
   float clamp_lo, clamp_hi;
+  int branches;
+  int64_t branch_residual;  // floats from one branch's residual channels to the next's
 };
 
-// The residual of output (oh, ow) for channels [oc, oc + n) when it is pooled: the mean of the valid
-// part of the 2x2 window at (2 oh, 2 ow) (AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False),
-// summed row by row like torch).
+// The residual of output (oh, ow) for channels [oc, oc + n) of `image` when it is pooled: the mean of
+// the valid part of the 2x2 window at (2 oh, 2 ow) (AvgPool2d(2, 2, ceil_mode=True,
+// count_include_pad=False), summed row by row like torch).
 template <class V>
-inline typename V::F pooled_residual(const RowPostOps& p, int64_t oh, int64_t ow, int64_t oc, int n) {
-  const float* image = p.residual + oc;
+inline typename V::F pooled_residual(const RowPostOps& p, const float* image, int64_t oh, int64_t ow, int64_t oc,
+                                     int n) {
+  image += oc;
   const int64_t y0 = 2 * oh, x0 = 2 * ow;
   const int64_t y1 = std::min(y0 + 2, p.res_h), x1 = std::min(x0 + 2, p.res_w);
   typename V::F total = V::set1(0.0f);
@@ -71,17 +74,29 @@ inline void prefetch_at(const float* base, int64_t offset) {
 #define BIDRN_UNROLL
 #endif
 
-// Which post-ops run. The common combinations are template arguments of epilogue_with (no branch per
-// vector); any other combination runs the kDynamic instantiation, which tests the runtime mask.
-enum PostOpFlag : unsigned { kSlope = 1, kResidual = 2, kPool = 4, kScale = 8, kEarlier = 16, kClamp = 32, kDynamic = 64 };
+// Which post-ops run, and whether several branches are summed (kBranches). The common combinations
+// are template arguments of epilogue_with (no branch per vector; one branch is a loop of one
+// iteration the compiler removes); any other combination runs the kDynamic instantiation, which
+// tests the runtime mask.
+enum PostOpFlag : unsigned {
+  kSlope = 1,
+  kResidual = 2,
+  kPool = 4,
+  kScale = 8,
+  kEarlier = 16,
+  kClamp = 32,
+  kBranches = 64,
+  kDynamic = 128
+};
 
 template <class V, unsigned Ops>
 inline void epilogue_with(const ConvArgs& a, const RowPostOps& p, unsigned mask, int64_t n, int64_t oh,
-                          int64_t ow0, int pixels, int64_t oc0, const int32_t* lost) {
+                          int64_t ow0, int pixels, int64_t oc0, const int32_t* lost, int64_t lost_per_branch) {
   using F = typename V::F;
   const auto on = [mask](unsigned flag) { return (Ops & kDynamic) ? (mask & flag) != 0 : (Ops & flag) != 0; };
   const bool slope_on = on(kSlope), residual_on = on(kResidual), pool_on = on(kPool), scale_on = on(kScale);
   const bool earlier_on = on(kEarlier), clamp_on = on(kClamp);
+  const int branches = on(kBranches) ? p.branches : 1;
   const int count = static_cast<int>(std::min<int64_t>(kOcChunk, a.out_channels - oc0));
   const F full = V::set1(static_cast<float>(a.kernel_h * a.kernel_w * a.channels));
   const F scale = V::set1(a.sample_scale ? a.sample_scale[n] : 1.0f);
@@ -90,39 +105,48 @@ inline void epilogue_with(const ConvArgs& a, const RowPostOps& p, unsigned mask,
   float* const out_row = a.out + n * a.out_stride_n + oh * a.out_stride_h + ow0 * out_stride_w;
   const float* const multipliers = a.multiplier;
   const float* const addends = a.addend;
+  const int64_t branch_vectors = a.out_channels_padded;  // floats from one branch's vectors to the next's
   const int64_t res_oc0 = p.res_channels ? oc0 % p.res_channels : oc0;  // a chunk never wraps
   for (int c = 0; c < count; c += V::kWidth) {
     const int width = std::min(V::kWidth, count - c);
     const int64_t oc = oc0 + c, res_oc = res_oc0 + c;
-    const F multiplier = V::mul(V::load_n(multipliers + oc, width), scale);
-    const F addend = V::load_n(addends + oc, width);
-    const F slope = slope_on ? V::load_n(p.slope + oc, width) : V::set1(0.0f);
-    const F post_scale = scale_on ? V::load_n(p.scale + oc, width) : V::set1(1.0f);
-    const F post_shift = scale_on ? V::load_n(p.shift + oc, width) : V::set1(0.0f);
     // Every load of the tile before its first store: the output often lies a multiple of 4 KiB
     // away from the residual or accumulated tensor (same shapes, page-aligned), and a load behind a
     // store with the same low 12 address bits waits for that store (4K aliasing; a Fusion Up branch
     // took 0.73 ms with its output and accumulated tensor congruent mod 4 KiB, 0.38-0.46 now).
     F results[kMaxTilePixels] = {};
-    BIDRN_UNROLL
-    for (int i = 0; i < kMaxTilePixels && i < pixels; ++i) {
-      const int64_t ahead = ow0 + i + kPrefetchPixels;
-      if (earlier_on) prefetch_at<0>(p.earlier, ahead * p.acc_stride_w + oc);
-      if (residual_on && !pool_on) prefetch_at<0>(p.residual, res_oc + oh * p.res_stride_h + ahead * p.res_stride_w);
-      prefetch_at<1>(out_row, (i + kPrefetchPixels) * out_stride_w + oc);
-      const F value = V::sub(full, V::load_int_n(lost + i * kOcChunk + c, width));
-      F y = V::fmadd(value, multiplier, addend);
-      if (slope_on) y = V::prelu(y, slope);
-      if (residual_on) {
-        if (pool_on)
-          y = V::add(y, pooled_residual<V>(p, oh, ow0 + i, res_oc, width));
-        else
-          y = V::add(y, V::load_n(p.residual + res_oc + oh * p.res_stride_h + (ow0 + i) * p.res_stride_w, width));
+    for (int g = 0; g < branches; ++g) {
+      const int64_t v = g * branch_vectors + oc;
+      const float* const residual = residual_on ? p.residual + g * p.branch_residual : nullptr;
+      const int32_t* const branch_lost = lost + g * lost_per_branch;
+      const F multiplier = V::mul(V::load_n(multipliers + v, width), scale);
+      const F addend = V::load_n(addends + v, width);
+      const F slope = slope_on ? V::load_n(p.slope + v, width) : V::set1(0.0f);
+      const F post_scale = scale_on ? V::load_n(p.scale + v, width) : V::set1(1.0f);
+      const F post_shift = scale_on ? V::load_n(p.shift + v, width) : V::set1(0.0f);
+      BIDRN_UNROLL
+      for (int i = 0; i < kMaxTilePixels && i < pixels; ++i) {
+        const int64_t ahead = ow0 + i + kPrefetchPixels;
+        if (earlier_on && g == 0) prefetch_at<0>(p.earlier, ahead * p.acc_stride_w + oc);
+        if (residual_on && !pool_on) prefetch_at<0>(residual, res_oc + oh * p.res_stride_h + ahead * p.res_stride_w);
+        if (g == 0) prefetch_at<1>(out_row, (i + kPrefetchPixels) * out_stride_w + oc);
+        const F value = V::sub(full, V::load_int_n(branch_lost + i * kOcChunk + c, width));
+        F y = V::fmadd(value, multiplier, addend);
+        if (slope_on) y = V::prelu(y, slope);
+        if (residual_on) {
+          if (pool_on)
+            y = V::add(y, pooled_residual<V>(p, residual, oh, ow0 + i, res_oc, width));
+          else
+            y = V::add(y, V::load_n(residual + res_oc + oh * p.res_stride_h + (ow0 + i) * p.res_stride_w, width));
+        }
+        if (scale_on) y = V::fmadd(y, post_scale, post_shift);
+        if (g > 0)
+          y = V::add(y, results[i]);
+        else if (earlier_on)
+          y = V::add(y, V::load_n(p.earlier + (ow0 + i) * p.acc_stride_w + oc, width));
+        if (clamp_on && g == branches - 1) y = V::min(V::max(y, lower), upper);
+        results[i] = y;
       }
-      if (scale_on) y = V::fmadd(y, post_scale, post_shift);
-      if (earlier_on) y = V::add(y, V::load_n(p.earlier + (ow0 + i) * p.acc_stride_w + oc, width));
-      if (clamp_on) y = V::min(V::max(y, lower), upper);
-      results[i] = y;
     }
     BIDRN_UNROLL
     for (int i = 0; i < kMaxTilePixels && i < pixels; ++i) V::store_n(out_row + i * out_stride_w + oc, results[i], width);
@@ -130,15 +154,16 @@ inline void epilogue_with(const ConvArgs& a, const RowPostOps& p, unsigned mask,
 }
 
 // Pick the instantiation of epilogue_with for `mask`: none (a plain conv), the fused units' RPReLU +
-// residual + BatchNorm with or without pooling, accumulation and clamp, or the dynamic one.
+// residual + BatchNorm with or without pooling, accumulation and clamp, Fusion Down's summed
+// branches, or the dynamic one.
 template <class V>
 inline void dispatch_epilogue(unsigned mask, const ConvArgs& a, const RowPostOps& p, int64_t n, int64_t oh,
-                              int64_t ow0, int pixels, int64_t oc0, const int32_t* lost) {
+                              int64_t ow0, int pixels, int64_t oc0, const int32_t* lost, int64_t lost_per_branch) {
   constexpr unsigned kUnit = kSlope | kResidual | kScale;
   switch (mask) {
 #define BIDRN_EPILOGUE_CASE(ops) \
   case (ops):                    \
-    return epilogue_with<V, (ops)>(a, p, mask, n, oh, ow0, pixels, oc0, lost);
+    return epilogue_with<V, (ops)>(a, p, mask, n, oh, ow0, pixels, oc0, lost, lost_per_branch);
     BIDRN_EPILOGUE_CASE(0)
     BIDRN_EPILOGUE_CASE(kUnit)
     BIDRN_EPILOGUE_CASE(kUnit | kClamp)
@@ -148,18 +173,20 @@ inline void dispatch_epilogue(unsigned mask, const ConvArgs& a, const RowPostOps
     BIDRN_EPILOGUE_CASE(kUnit | kPool | kClamp)
     BIDRN_EPILOGUE_CASE(kUnit | kPool | kEarlier)
     BIDRN_EPILOGUE_CASE(kUnit | kPool | kEarlier | kClamp)
+    BIDRN_EPILOGUE_CASE(kUnit | kBranches)
+    BIDRN_EPILOGUE_CASE(kUnit | kClamp | kBranches)
 #undef BIDRN_EPILOGUE_CASE
     default:
-      return epilogue_with<V, kDynamic>(a, p, mask, n, oh, ow0, pixels, oc0, lost);
+      return epilogue_with<V, kDynamic>(a, p, mask, n, oh, ow0, pixels, oc0, lost, lost_per_branch);
   }
 }
 
 // Finish `pixels` outputs (n, oh, ow0 + i) for the channels [oc0, oc0 + kOcChunk) that exist.
-// lost[i * kOcChunk + k] holds 2 * popcount + border correction of pixel i, channel oc0 + k, so the
-// integer result is taps * channels - lost.
+// lost[g * lost_per_branch + i * kOcChunk + k] holds 2 * popcount + border correction of branch g,
+// pixel i, channel oc0 + k, so the branch's integer result is taps * channels - lost.
 template <class V>
 inline void epilogue(const ConvArgs& a, int64_t n, int64_t oh, int64_t ow0, int pixels, int64_t oc0,
-                     const int32_t* lost) {
+                     const int32_t* lost, int64_t lost_per_branch) {
   const RowPostOps p{a.post_slope,
                      a.post_scale,
                      a.post_shift,
@@ -174,10 +201,13 @@ inline void epilogue(const ConvArgs& a, int64_t n, int64_t oh, int64_t ow0, int 
                      a.acc_stride_w,
                      a.clamp != 0,
                      a.clamp_lo,
-                     a.clamp_hi};
+                     a.clamp_hi,
+                     static_cast<int>(a.branches),
+                     a.branch_residual};
   const unsigned mask = (p.slope ? kSlope : 0u) | (p.residual ? kResidual : 0u) | (p.pool ? kPool : 0u) |
-                        (p.scale ? kScale : 0u) | (p.earlier ? kEarlier : 0u) | (p.clamp ? kClamp : 0u);
-  dispatch_epilogue<V>(mask, a, p, n, oh, ow0, pixels, oc0, lost);
+                        (p.scale ? kScale : 0u) | (p.earlier ? kEarlier : 0u) | (p.clamp ? kClamp : 0u) |
+                        (p.branches > 1 ? kBranches : 0u);
+  dispatch_epilogue<V>(mask, a, p, n, oh, ow0, pixels, oc0, lost, lost_per_branch);
 }
 
 // Add the zero-padding correction of border output (oh, ow) to lost[0 .. count), count <= kOcChunk.

@@ -66,22 +66,29 @@ inline void block_popcounts(const ConvArgs& a, const uint64_t* const (&pixel)[kP
 void conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
   const int64_t taps = a.kernel_h * a.kernel_w;
   const Interior rows = interior_rows(a), columns = interior_columns(a);
-  int32_t lost[kPixels * kOcChunk];
+  const BranchArgs branches = branch_args(a);
+  constexpr int64_t kLostPerBranch = kPixels * kOcChunk;
+  int32_t lost[kMaxBranches * kLostPerBranch];
   for_each_tile<kPixels>(a, begin, end, [&](int64_t n, int64_t oh, int64_t ow, int pixels, int64_t oc0) {
     const int64_t blocks = std::min<int64_t>(kOcChunk, a.out_channels - oc0 + kOcBlock - 1) / kOcBlock;
     const uint64_t* row_base =
         a.packed + (n * a.buf_h + oh * a.stride_h + a.offset_h + a.buf_top) * a.buf_w * a.pixel_words;
-    const uint64_t* pixel[kPixels];
-    for (int i = 0; i < kPixels; ++i) {
-      const int64_t x = ow + std::min(i, pixels - 1);  // a short tile repeats its last pixel
-      pixel[i] = row_base + (x * a.stride_w + a.offset_w + a.buf_left) * a.pixel_words + a.word_offset;
+    for (int g = 0; g < branches.count; ++g) {
+      const ConvArgs& b = branches.branch[g];
+      int32_t* const branch_lost = lost + g * kLostPerBranch;
+      const uint64_t* pixel[kPixels];
+      for (int i = 0; i < kPixels; ++i) {
+        const int64_t x = ow + std::min(i, pixels - 1);  // a short tile repeats its last pixel
+        pixel[i] = row_base + (x * b.stride_w + b.offset_w + b.buf_left) * b.pixel_words + b.word_offset;
+      }
+      for (int64_t block = 0; block < blocks; ++block)
+        block_popcounts(b, pixel, b.weights + (oc0 / kOcBlock + block) * taps * b.words * kOcBlock,
+                        branch_lost + block * kOcBlock);
+      for (int i = 0; i < pixels; ++i)
+        if (!rows.contains(oh) || !columns.contains(ow + i))
+          correct_border(b, oh, ow + i, oc0, blocks * kOcBlock, branch_lost + i * kOcChunk);
     }
-    for (int64_t b = 0; b < blocks; ++b)
-      block_popcounts(a, pixel, a.weights + (oc0 / kOcBlock + b) * taps * a.words * kOcBlock, lost + b * kOcBlock);
-    for (int i = 0; i < pixels; ++i)
-      if (!rows.contains(oh) || !columns.contains(ow + i))
-        correct_border(a, oh, ow + i, oc0, blocks * kOcBlock, lost + i * kOcChunk);
-    epilogue<NeonVec>(a, n, oh, ow, pixels, oc0, lost);
+    epilogue<NeonVec>(a, n, oh, ow, pixels, oc0, lost, kLostPerBranch);
   });
 }
 

@@ -17,24 +17,29 @@ namespace {
 void scalar_conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
   const int64_t taps = a.kernel_h * a.kernel_w;
   const Interior rows = interior_rows(a), columns = interior_columns(a);
-  int32_t lost[kOcChunk];
+  const BranchArgs branches = branch_args(a);
+  int32_t lost[kMaxBranches * kOcChunk];
   for_each_tile<1>(a, begin, end, [&](int64_t n, int64_t oh, int64_t ow, int, int64_t oc0) {
     const uint64_t* row_base = a.packed + (n * a.buf_h + oh * a.stride_h + a.offset_h + a.buf_top) * a.buf_w * a.pixel_words;
-    const uint64_t* pixel = row_base + (ow * a.stride_w + a.offset_w + a.buf_left) * a.pixel_words + a.word_offset;
-    std::memset(lost, 0, sizeof(lost));
-    for (int64_t kh = 0; kh < a.kernel_h; ++kh)
-      for (int64_t kw = 0; kw < a.kernel_w; ++kw) {
-        const int64_t t = kh * a.kernel_w + kw;
-        const uint64_t* act = pixel + (kh * a.dilation_h * a.buf_w + kw * a.dilation_w) * a.pixel_words;
-        for (int64_t b = 0; b < kOcChunk / kOcBlock; ++b) {
-          const uint64_t* w = a.weights + (((oc0 / kOcBlock + b) * taps + t) * a.words) * kOcBlock;
-          for (int64_t j = 0; j < a.words; ++j)
-            for (int64_t k = 0; k < kOcBlock; ++k)
-              lost[b * kOcBlock + k] += 2 * __builtin_popcountll(act[j] ^ w[j * kOcBlock + k]);
+    for (int g = 0; g < branches.count; ++g) {
+      const ConvArgs& b = branches.branch[g];
+      int32_t* const branch_lost = lost + g * kOcChunk;
+      const uint64_t* pixel = row_base + (ow * b.stride_w + b.offset_w + b.buf_left) * b.pixel_words + b.word_offset;
+      std::memset(branch_lost, 0, sizeof(int32_t) * kOcChunk);
+      for (int64_t kh = 0; kh < b.kernel_h; ++kh)
+        for (int64_t kw = 0; kw < b.kernel_w; ++kw) {
+          const int64_t t = kh * b.kernel_w + kw;
+          const uint64_t* act = pixel + (kh * b.dilation_h * b.buf_w + kw * b.dilation_w) * b.pixel_words;
+          for (int64_t block = 0; block < kOcChunk / kOcBlock; ++block) {
+            const uint64_t* w = b.weights + (((oc0 / kOcBlock + block) * taps + t) * b.words) * kOcBlock;
+            for (int64_t j = 0; j < b.words; ++j)
+              for (int64_t k = 0; k < kOcBlock; ++k)
+                branch_lost[block * kOcBlock + k] += 2 * __builtin_popcountll(act[j] ^ w[j * kOcBlock + k]);
+          }
         }
-      }
-    if (!rows.contains(oh) || !columns.contains(ow)) correct_border(a, oh, ow, oc0, kOcChunk, lost);
-    epilogue<ScalarVec>(a, n, oh, ow, 1, oc0, lost);
+      if (!rows.contains(oh) || !columns.contains(ow)) correct_border(b, oh, ow, oc0, kOcChunk, branch_lost);
+    }
+    epilogue<ScalarVec>(a, n, oh, ow, 1, oc0, lost, kOcChunk);
   });
 }
 

@@ -35,5 +35,26 @@ inline void for_each_tile(const ConvArgs& a, int64_t begin, int64_t end, TileFn&
   }
 }
 
+// Each branch of a conv (ConvArgs::branches) as a conv of its own for the popcount loops: its
+// weights, tap sums and first word. The epilogue reads the rest by branch (epilogue.hpp).
+struct BranchArgs {
+  ConvArgs branch[kMaxBranches];
+  int count;
+};
+
+inline BranchArgs branch_args(const ConvArgs& a) {
+  BranchArgs out;
+  out.count = static_cast<int>(a.branches);
+  const int64_t taps = a.kernel_h * a.kernel_w;
+  for (int g = 0; g < out.count; ++g) {
+    ConvArgs& b = out.branch[g];
+    b = a;
+    b.weights = a.weights + g * a.out_channels_padded * taps * a.words;
+    b.tap_sums = a.tap_sums + g * taps * a.out_channels_padded;
+    b.word_offset = a.word_offset + g * a.branch_words;
+  }
+  return out;
+}
+
 }  // namespace
 }  // namespace bidrn
