@@ -4,6 +4,7 @@ import torch
 
 from bidrn.nets.geometry import (
     rot6d_to_axis_angle,
+    rot6d_to_axis_angles,
     rot6d_to_rotmat,
     rotmat_to_axis_angle,
     sample_features,
@@ -52,6 +53,16 @@ def test_axis_angle_of_identity_is_zero_with_finite_gradient():
     axis_angle.sum().backward()
     assert torch.all(axis_angle == 0)
     assert torch.isfinite(rot6d.grad).all()
+
+
+def test_axis_angles_of_several_tensors_equal_one_call_each():
+    generator = torch.Generator().manual_seed(2)
+    shapes = [(4, 15, 6), (2, 6), (2, 21, 6), (2, 6)]
+    rot6d = [torch.randn(*shape, generator=generator) for shape in shapes]
+    converted = rot6d_to_axis_angles(*rot6d)
+    assert [tuple(c.shape) for c in converted] == [(*shape[:-1], 3) for shape in shapes]
+    for together, alone in zip(converted, rot6d, strict=True):
+        assert torch.equal(together, rot6d_to_axis_angle(alone))
 
 
 def test_soft_argmax_3d_finds_a_sharp_peak():

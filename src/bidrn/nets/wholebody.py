@@ -52,7 +52,7 @@ from bidrn.nets.bidrn import BiDRNEncoder
 from bidrn.nets.binary_resnet import binary_resnet
 from bidrn.nets.boxnet import BoxNet
 from bidrn.nets.config import EncoderConfig, WholeBodyConfig
-from bidrn.nets.geometry import rot6d_to_axis_angle
+from bidrn.nets.geometry import rot6d_to_axis_angles
 from bidrn.nets.heads import BodyRotationNet, FaceRegressor, HandRotationNet, PositionNet
 from bidrn.nets.resnet import ResNet
 from bidrn.nets.roi import restore_boxes, roi_align
@@ -289,9 +289,6 @@ class WholeBodyNet(nn.Module):
         hand_features = self.hand_encoder(hand_crops)
         hand_joints, _ = self.hand_position(hand_features)
         hand_rot6d = self.hand_rotation(hand_features, hand_joints.detach())
-        hand_pose = rot6d_to_axis_angle(hand_rot6d)  # (2B, 15, 3)
-        lhand_pose = hand_pose[:batch] * hand_pose.new_tensor([1.0, -1.0, -1.0])
-        rhand_pose = hand_pose[batch:]
         lhand_joints = self._unmirror_joints(hand_joints[:batch])
         rhand_joints = hand_joints[batch:]
         lhand_features = hand_features[:batch].flip(3)
@@ -304,13 +301,15 @@ class WholeBodyNet(nn.Module):
             rhand_features, rhand_joints[:, mcp].detach(),
         )  # fmt: skip
         expr, jaw6d = self.face_regressor(self.face_encoder(face_crop))
+        hand_pose, root_pose, body_pose, jaw_pose = rot6d_to_axis_angles(hand_rot6d, root6d, body6d, jaw6d)
+        lhand_pose = hand_pose[:batch] * hand_pose.new_tensor([1.0, -1.0, -1.0])  # un-mirrored
 
         output = WholeBodyOutput(
-            root_pose=rot6d_to_axis_angle(root6d),
-            body_pose=rot6d_to_axis_angle(body6d).flatten(1),
+            root_pose=root_pose,
+            body_pose=body_pose.flatten(1),
             lhand_pose=lhand_pose.flatten(1),
-            rhand_pose=rhand_pose.flatten(1),
-            jaw_pose=rot6d_to_axis_angle(jaw6d),
+            rhand_pose=hand_pose[batch:].flatten(1),
+            jaw_pose=jaw_pose,
             shape=shape,
             expr=expr,
             cam_trans=camera_translation(camera),
