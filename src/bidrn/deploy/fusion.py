@@ -7,15 +7,18 @@ A :class:`bidrn.nets.bidrn.LocalConvResidual` with a residual form computes (pap
 In a frozen model the BatchNorm cannot be folded into the conv (RPReLU and the residual sit
 between them), so run unfused every unit would make four extra passes over its output (RPReLU,
 residual add, concat / sum, BatchNorm). :class:`FusedLocalConvResidual` runs each branch as one
-packed convolution whose epilogue applies all of them (:class:`bidrn.deploy.kernels.PostOps`):
+packed convolution whose epilogue applies all of them (:class:`bidrn.deploy.kernels.PostOps`),
+or several branches as one convolution (:attr:`~FusedLocalConvResidual.merges_branches`,
+:attr:`~FusedLocalConvResidual.sums_branches`):
 
 * RPReLU's input shift γ goes into the conv's addend, its slope is the PReLU post-op;
 * the residual ``R(a_i)`` (identity or 2×2 average pool, read from the unit's own ``residual``
   module) is added straight from the unit's input, pooled in the epilogue when it is a pool;
 * BatchNorm (eval) and RPReLU's output shift ζ become one multiply-add:
   ``BN(p + r + ζ) = s·(p + r) + (s·ζ + t)``;
-* concat forms write each branch into its channel slice of the output; the Fusion Down sum
-  accumulates branches into one output (BatchNorm is linear, so its shift is added once);
+* concat forms write each branch into its channel slice of the output; Fusion Down sums its
+  branches (BatchNorm is linear: each branch is scaled, the shift is added once) in registers, or
+  one after the other into the output when its channel groups are not whole words;
 * within a chain of units, the next unit's Hardtanh (or ReLU) pre-activation becomes a clamp at
   the end of this unit's epilogue (:func:`fuse_preactivations`): the chain hands each unit's output
   only to the next one, so nothing else sees the unclamped values;

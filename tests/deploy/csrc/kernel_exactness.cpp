@@ -37,14 +37,14 @@ struct Case {
   int64_t batch, channels, out_channels, height, width, kernel, stride, padding, dilation;
   int64_t groups;     // the packed input holds `groups` channel groups; the conv reads the last ones
   int64_t branches;   // summed in registers (ConvArgs::branches), each reading one of those groups
-  bool threshold, post, pooled, sample_scale;
+  bool threshold, post, pooled, earlier, clamp, sample_scale;
 };
 
 Case random_case(std::mt19937_64& rng) {
   auto pick = [&](std::initializer_list<int64_t> values) { return *(values.begin() + rng() % values.size()); };
   Case c{};
   c.batch = 1 + rng() % 3;
-  c.channels = pick({1, 3, 8, 63, 64, 65, 128, 130, 200});
+  c.channels = pick({1, 3, 8, 63, 64, 65, 128, 130, 200, 256});
   c.out_channels = 1 + rng() % 70;
   c.kernel = pick({1, 2, 3, 5});
   c.stride = pick({1, 2});
@@ -58,6 +58,8 @@ Case random_case(std::mt19937_64& rng) {
   c.threshold = rng() % 3 == 0;
   c.post = rng() % 2 == 0;
   c.pooled = c.post && rng() % 2 == 0;
+  c.earlier = c.post && rng() % 2 == 0;  // each post-op combination the kernels specialize, and more
+  c.clamp = c.post && rng() % 2 == 0;
   c.sample_scale = rng() % 4 == 0;
   return c;
 }
@@ -190,13 +192,17 @@ Result run_case(const KernelSet& set, const Case& c, uint64_t seed) {
     a.res_h = res_h;
     a.res_w = res_w;
     a.res_pool = c.pooled ? 2 : 0;
-    a.accumulate_from = earlier.data();
-    a.acc_stride_n = a.out_stride_n;
-    a.acc_stride_h = a.out_stride_h;
-    a.acc_stride_w = a.out_stride_w;
-    a.clamp = 1;
-    a.clamp_lo = -2.0f;
-    a.clamp_hi = 2.5f;
+    if (c.earlier) {
+      a.accumulate_from = earlier.data();
+      a.acc_stride_n = a.out_stride_n;
+      a.acc_stride_h = a.out_stride_h;
+      a.acc_stride_w = a.out_stride_w;
+    }
+    if (c.clamp) {
+      a.clamp = 1;
+      a.clamp_lo = -2.0f;
+      a.clamp_hi = 2.5f;
+    }
   }
   a.branches = c.branches;
   a.branch_words = c.channels / 64;
@@ -247,12 +253,13 @@ int main(int argc, char** argv) {
       out_equal = out_equal && std::fabs(expected.mean_abs[n] - actual.mean_abs[n]) <= 1e-6f;
     if (!packed_equal || !out_equal) {
       std::printf(
-          "case %d differs (%s): batch %lld channels %lld x%lld out %lld size %lldx%lld kernel %lld stride %lld "
-          "padding %lld dilation %lld threshold %d post %d pooled %d scale %d; output %zu: %g vs %g\n",
+          "case %d differs (%s): batch %lld channels %lld x%lld branches %lld out %lld size %lldx%lld kernel %lld "
+          "stride %lld padding %lld dilation %lld threshold %d post %d pooled %d earlier %d clamp %d scale %d; "
+          "output %zu: %g vs %g\n",
           i, packed_equal ? "conv" : "packed bits", (long long)c.batch, (long long)c.channels, (long long)c.groups,
-          (long long)c.out_channels, (long long)c.height, (long long)c.width, (long long)c.kernel,
-          (long long)c.stride, (long long)c.padding, (long long)c.dilation, c.threshold, c.post, c.pooled,
-          c.sample_scale, where, expected.out.empty() ? 0.0 : expected.out[where],
+          (long long)c.branches, (long long)c.out_channels, (long long)c.height, (long long)c.width,
+          (long long)c.kernel, (long long)c.stride, (long long)c.padding, (long long)c.dilation, c.threshold, c.post,
+          c.pooled, c.earlier, c.clamp, c.sample_scale, where, expected.out.empty() ? 0.0 : expected.out[where],
           actual.out.empty() ? 0.0 : actual.out[where]);
       return 1;
     }
