@@ -229,6 +229,11 @@ def test_branches_must_be_few_and_read_inside_the_packed_pixel():
     conv.branches, conv.branch_words = 2, 1  # a second word the 64-channel pixel does not have
     with pytest.raises(ValueError, match="inside the packed pixel"):
         kernels.run((pack.args, conv))
+    # planning checks what the extension cannot: that the operands hold every branch
+    with pytest.raises(ValueError, match="must hold 2 branches"):
+        kernels.plan_conv_args(pack, phase, (4, 4), out, multiplier, addend, branches=2)
+    with pytest.raises(ValueError, match="branches must be 1 to"):  # MAX_BRANCHES is 4
+        kernels.plan_conv_args(pack, phase, (4, 4), out, multiplier, addend, branches=5)
 
 
 @pytest.mark.skipif(not kernels.extension_available(), reason="compiled kernels not built")

@@ -502,6 +502,30 @@ def plan_pack(
     return PackPlan(args, (batch, buf_h, buf_w, words * _extension.planes()), sizes)
 
 
+def _check_branches(
+    weights: KernelWeights, multiplier: Tensor, addend: Tensor, post: PostOps, branches: int
+) -> None:
+    """That the operands hold ``branches`` branches one after the other, and the residual their groups.
+
+    The kernels read branch ``g``'s operands at fixed offsets; a short tensor would be read past
+    its end, which the extension cannot see.
+    """
+    if not 1 <= branches <= MAX_BRANCHES:
+        raise ValueError(f"branches must be 1 to {MAX_BRANCHES}, not {branches}")
+    padded = weights.out_channels_padded
+    taps = weights.weights.shape[1]
+    vectors = [multiplier, addend, *(v for v in (post.slope, post.scale, post.shift) if v is not None)]
+    if (
+        weights.weights.shape[0] * 8 != branches * padded
+        or weights.tap_sums.shape != (branches * taps, padded)
+        or any(v.numel() != branches * padded for v in vectors)
+    ):
+        raise ValueError(f"the weights, tap sums and per-channel vectors must hold {branches} branches")
+    residual = post.residual
+    if branches > 1 and residual is not None and branches * residual.shape[3] > residual.stride(2):
+        raise ValueError("each branch's residual channels must lie inside the residual's pixels")
+
+
 def plan_conv_args(
     pack: PackPlan,
     phase: ConvPhase,
@@ -533,6 +557,7 @@ def plan_conv_args(
     """
     post = post or _NO_POST
     _unit_channel_stride(out, "the packed conv output")
+    _check_branches(phase.weights, multiplier, addend, post, branches)
     p = pack.args
     channels = p.channels if channels is None else channels
     strides = out.stride()
