@@ -29,6 +29,12 @@
 
 namespace bidrn {
 
+#if defined(__GNUC__) || defined(__clang__)
+#define BIDRN_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define BIDRN_ALWAYS_INLINE inline
+#endif
+
 // Raised whenever an argument struct (PackArgs, ConvArgs, QuantizeArgs, PoolArgs) gains, loses,
 // retypes or reorders a field.
 constexpr uint32_t kAbiVersion = 6;

@@ -91,17 +91,19 @@ inline void single_word_popcounts(const ConvArgs& a, const uint64_t* row_base, i
   }
 }
 
-void conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
+// Summed: a conv of several branches (ConvArgs::branches); compiled apart from the one-branch loop.
+template <bool Summed>
+void conv_jobs_with(const ConvArgs& a, int64_t begin, int64_t end) {
   const Interior rows = interior_rows(a), columns = interior_columns(a);
   const bool single_word = a.kernel_h * a.kernel_w == 1 && a.words == 1;
-  const BranchArgs branches = branch_args(a);
   constexpr int64_t kLostPerBranch = kPixels * kOcChunk;
-  alignas(64) int32_t lost[kMaxBranches * kLostPerBranch];
+  const Branches<Summed> branches(a);
+  alignas(64) int32_t lost[branches.kMax * kLostPerBranch];
   for_each_tile<kPixels>(a, begin, end, [&](int64_t n, int64_t oh, int64_t ow, int pixels, int64_t oc0) {
     const uint64_t* row_base =
         a.packed + (n * a.buf_h + oh * a.stride_h + a.offset_h + a.buf_top) * a.buf_w * a.pixel_words;
-    for (int g = 0; g < branches.count; ++g) {
-      const ConvArgs& b = branches.branch[g];
+    for (int g = 0; g < branches.count(); ++g) {
+      const ConvArgs& b = branches[g];
       int32_t* const branch_lost = lost + g * kLostPerBranch;
       if (single_word)
         single_word_popcounts(b, row_base, ow, pixels, oc0, branch_lost);
@@ -111,8 +113,15 @@ void conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
         if (!rows.contains(oh) || !columns.contains(ow + i))
           correct_border(b, oh, ow + i, oc0, kOcChunk, branch_lost + i * kOcChunk);
     }
-    epilogue<Avx512Vec>(a, n, oh, ow, pixels, oc0, lost, kLostPerBranch);
+    epilogue<Avx512Vec, Summed>(a, n, oh, ow, pixels, oc0, lost, kLostPerBranch);
   });
+}
+
+void conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
+  if (a.branches > 1)
+    conv_jobs_with<true>(a, begin, end);
+  else
+    conv_jobs_with<false>(a, begin, end);
 }
 
 }  // namespace

@@ -63,18 +63,20 @@ inline void block_popcounts(const ConvArgs& a, const uint64_t* const (&pixel)[kP
     }
 }
 
-void conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
+// Summed: a conv of several branches (ConvArgs::branches); compiled apart from the one-branch loop.
+template <bool Summed>
+void conv_jobs_with(const ConvArgs& a, int64_t begin, int64_t end) {
   const int64_t taps = a.kernel_h * a.kernel_w;
   const Interior rows = interior_rows(a), columns = interior_columns(a);
-  const BranchArgs branches = branch_args(a);
   constexpr int64_t kLostPerBranch = kPixels * kOcChunk;
-  int32_t lost[kMaxBranches * kLostPerBranch];
+  const Branches<Summed> branches(a);
+  int32_t lost[branches.kMax * kLostPerBranch];
   for_each_tile<kPixels>(a, begin, end, [&](int64_t n, int64_t oh, int64_t ow, int pixels, int64_t oc0) {
     const int64_t blocks = std::min<int64_t>(kOcChunk, a.out_channels - oc0 + kOcBlock - 1) / kOcBlock;
     const uint64_t* row_base =
         a.packed + (n * a.buf_h + oh * a.stride_h + a.offset_h + a.buf_top) * a.buf_w * a.pixel_words;
-    for (int g = 0; g < branches.count; ++g) {
-      const ConvArgs& b = branches.branch[g];
+    for (int g = 0; g < branches.count(); ++g) {
+      const ConvArgs& b = branches[g];
       int32_t* const branch_lost = lost + g * kLostPerBranch;
       const uint64_t* pixel[kPixels];
       for (int i = 0; i < kPixels; ++i) {
@@ -88,8 +90,15 @@ void conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
         if (!rows.contains(oh) || !columns.contains(ow + i))
           correct_border(b, oh, ow + i, oc0, blocks * kOcBlock, branch_lost + i * kOcChunk);
     }
-    epilogue<NeonVec>(a, n, oh, ow, pixels, oc0, lost, kLostPerBranch);
+    epilogue<NeonVec, Summed>(a, n, oh, ow, pixels, oc0, lost, kLostPerBranch);
   });
+}
+
+void conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
+  if (a.branches > 1)
+    conv_jobs_with<true>(a, begin, end);
+  else
+    conv_jobs_with<false>(a, begin, end);
 }
 
 }  // namespace

@@ -14,15 +14,18 @@ namespace bidrn {
 namespace {
 
 // One output pixel at a time, all 32 channels of the job: popcounts, then the shared epilogue.
-void scalar_conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
+// Summed: a conv of several branches (ConvArgs::branches); compiled apart from the one-branch loop.
+template <bool Summed>
+void scalar_conv_jobs_with(const ConvArgs& a, int64_t begin, int64_t end) {
   const int64_t taps = a.kernel_h * a.kernel_w;
   const Interior rows = interior_rows(a), columns = interior_columns(a);
-  const BranchArgs branches = branch_args(a);
-  int32_t lost[kMaxBranches * kOcChunk];
+  const Branches<Summed> branches(a);
+  int32_t lost[branches.kMax * kOcChunk];
   for_each_tile<1>(a, begin, end, [&](int64_t n, int64_t oh, int64_t ow, int, int64_t oc0) {
-    const uint64_t* row_base = a.packed + (n * a.buf_h + oh * a.stride_h + a.offset_h + a.buf_top) * a.buf_w * a.pixel_words;
-    for (int g = 0; g < branches.count; ++g) {
-      const ConvArgs& b = branches.branch[g];
+    const uint64_t* row_base =
+        a.packed + (n * a.buf_h + oh * a.stride_h + a.offset_h + a.buf_top) * a.buf_w * a.pixel_words;
+    for (int g = 0; g < branches.count(); ++g) {
+      const ConvArgs& b = branches[g];
       int32_t* const branch_lost = lost + g * kOcChunk;
       const uint64_t* pixel = row_base + (ow * b.stride_w + b.offset_w + b.buf_left) * b.pixel_words + b.word_offset;
       std::memset(branch_lost, 0, sizeof(int32_t) * kOcChunk);
@@ -39,8 +42,15 @@ void scalar_conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
         }
       if (!rows.contains(oh) || !columns.contains(ow)) correct_border(b, oh, ow, oc0, kOcChunk, branch_lost);
     }
-    epilogue<ScalarVec>(a, n, oh, ow, 1, oc0, lost, kOcChunk);
+    epilogue<ScalarVec, Summed>(a, n, oh, ow, 1, oc0, lost, kOcChunk);
   });
+}
+
+void scalar_conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
+  if (a.branches > 1)
+    scalar_conv_jobs_with<true>(a, begin, end);
+  else
+    scalar_conv_jobs_with<false>(a, begin, end);
 }
 
 }  // namespace
