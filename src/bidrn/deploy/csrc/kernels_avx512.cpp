@@ -98,7 +98,7 @@ void conv_jobs_with(const ConvArgs& a, int64_t begin, int64_t end) {
   const bool single_word = a.kernel_h * a.kernel_w == 1 && a.words == 1;
   constexpr int64_t kLostPerBranch = kPixels * kOcChunk;
   const Branches<Summed> branches(a);
-  alignas(64) int32_t lost[branches.kMax * kLostPerBranch];
+  alignas(64) int32_t lost[Branches<Summed>::kMax * kLostPerBranch];
   for_each_tile<kPixels>(a, begin, end, [&](int64_t n, int64_t oh, int64_t ow, int pixels, int64_t oc0) {
     const uint64_t* row_base =
         a.packed + (n * a.buf_h + oh * a.stride_h + a.offset_h + a.buf_top) * a.buf_w * a.pixel_words;

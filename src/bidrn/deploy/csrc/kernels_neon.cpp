@@ -70,7 +70,7 @@ void conv_jobs_with(const ConvArgs& a, int64_t begin, int64_t end) {
   const Interior rows = interior_rows(a), columns = interior_columns(a);
   constexpr int64_t kLostPerBranch = kPixels * kOcChunk;
   const Branches<Summed> branches(a);
-  int32_t lost[branches.kMax * kLostPerBranch];
+  int32_t lost[Branches<Summed>::kMax * kLostPerBranch];
   for_each_tile<kPixels>(a, begin, end, [&](int64_t n, int64_t oh, int64_t ow, int pixels, int64_t oc0) {
     const int64_t blocks = std::min<int64_t>(kOcChunk, a.out_channels - oc0 + kOcBlock - 1) / kOcBlock;
     const uint64_t* row_base =

@@ -20,7 +20,7 @@ void scalar_conv_jobs_with(const ConvArgs& a, int64_t begin, int64_t end) {
   const int64_t taps = a.kernel_h * a.kernel_w;
   const Interior rows = interior_rows(a), columns = interior_columns(a);
   const Branches<Summed> branches(a);
-  int32_t lost[branches.kMax * kOcChunk];
+  int32_t lost[Branches<Summed>::kMax * kOcChunk];
   for_each_tile<1>(a, begin, end, [&](int64_t n, int64_t oh, int64_t ow, int, int64_t oc0) {
     const uint64_t* row_base =
         a.packed + (n * a.buf_h + oh * a.stride_h + a.offset_h + a.buf_top) * a.buf_w * a.pixel_words;
