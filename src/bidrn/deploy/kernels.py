@@ -522,8 +522,10 @@ def _check_branches(
     ):
         raise ValueError(f"the weights, tap sums and per-channel vectors must hold {branches} branches")
     residual = post.residual
-    if branches > 1 and residual is not None and branches * residual.shape[3] > residual.stride(2):
-        raise ValueError("each branch's residual channels must lie inside the residual's pixels")
+    if branches > 1 and residual is not None:
+        first = residual.storage_offset() % residual.stride(2)  # the view's first channel in its pixel
+        if first + branches * residual.shape[3] > residual.stride(2):
+            raise ValueError("each branch's residual channels must lie inside the residual's pixels")
 
 
 def plan_conv_args(

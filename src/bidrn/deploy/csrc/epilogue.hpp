@@ -95,7 +95,6 @@ inline void epilogue_with(const ConvArgs& a, const RowPostOps& p, unsigned mask,
   const auto on = [mask](unsigned flag) { return (Ops & kDynamic) ? (mask & flag) != 0 : (Ops & flag) != 0; };
   const bool slope_on = on(kSlope), residual_on = on(kResidual), pool_on = on(kPool), scale_on = on(kScale);
   const bool earlier_on = on(kEarlier), clamp_on = on(kClamp);
-  const int branches = p.branches;  // in the instantiations that sum branches
   const int count = static_cast<int>(std::min<int64_t>(kOcChunk, a.out_channels - oc0));
   const F full = V::set1(static_cast<float>(a.kernel_h * a.kernel_w * a.channels));
   const F scale = V::set1(a.sample_scale ? a.sample_scale[n] : 1.0f);
@@ -104,7 +103,6 @@ inline void epilogue_with(const ConvArgs& a, const RowPostOps& p, unsigned mask,
   float* const out_row = a.out + n * a.out_stride_n + oh * a.out_stride_h + ow0 * out_stride_w;
   const float* const multipliers = a.multiplier;
   const float* const addends = a.addend;
-  const int64_t branch_vectors = a.out_channels_padded;  // floats from one branch's vectors to the next's
   const int64_t res_oc0 = p.res_channels ? oc0 % p.res_channels : oc0;  // a chunk never wraps
   for (int c = 0; c < count; c += V::kWidth) {
     const int width = std::min(V::kWidth, count - c);
@@ -143,8 +141,9 @@ inline void epilogue_with(const ConvArgs& a, const RowPostOps& p, unsigned mask,
         results[i] = y;
       }
     } else {
+      const int branches = p.branches;
       for (int g = 0; g < branches; ++g) {
-        const int64_t v = g * branch_vectors + oc;
+        const int64_t v = g * a.out_channels_padded + oc;  // branch g's per-channel vectors
         const float* const residual = residual_on ? p.residual + g * p.branch_residual : nullptr;
         const int32_t* const branch_lost = lost + g * lost_per_branch;
         const F multiplier = V::mul(V::load_n(multipliers + v, width), scale);
@@ -190,7 +189,7 @@ inline void epilogue_with(const ConvArgs& a, const RowPostOps& p, unsigned mask,
 // units' RPReLU + residual + BatchNorm with or without pooling, accumulation and clamp, or the
 // dynamic one. Summed (ConvArgs::branches > 1) has instantiations of its own, compiled into conv
 // loops of their own (the kernel sets' conv_jobs_with<true>): in one loop with those of one branch,
-// the 3x3 and Fusion Up units of one branch ran 1.02-1.09x as long.
+// the 3x3 and Fusion Up units of one branch ran 1.02-1.15x as long.
 template <class V, bool Summed>
 inline void epilogue(const ConvArgs& a, int64_t n, int64_t oh, int64_t ow0, int pixels, int64_t oc0,
                      const int32_t* lost, int64_t lost_per_branch) {

@@ -110,8 +110,8 @@ bool check_conv(const ConvArgs& a) {
     problem = "an operand pointer is null";
   else if (a.out_channels_padded % kOcChunk != 0 || a.out_channels > a.out_channels_padded)
     problem = "out_channels_padded must be a multiple of 32 and at least out_channels";
-  else if (a.branches < 1 || a.branches > kMaxBranches || a.branch_words < 0)
-    problem = "branches must be 1 to 4, branch_words non-negative";
+  else if (a.branches < 1 || a.branches > kMaxBranches || a.branch_words < 0 || a.branch_residual < 0)
+    problem = "branches must be 1 to kMaxBranches (4), branch_words and branch_residual non-negative";
   else if (a.word_offset < 0 || a.words < 1 || a.words * 64 < a.channels ||
            a.word_offset + (a.branches - 1) * a.branch_words + a.words > a.pixel_words)
     problem = "the words read must lie inside the packed pixel";
