@@ -114,9 +114,10 @@ std::vector<int64_t> step_offsets(const ConvArgs& a) {
   return offsets;
 }
 
-// Summed: a conv of several branches (ConvArgs::branches); compiled apart from the one-branch loop.
+// Summed: a conv of several branches (ConvArgs::branches); compiled apart from the one-branch loop
+// (conv_jobs_by_branches, tiles.hpp).
 template <bool Summed>
-void conv_jobs_with(const ConvArgs& a, int64_t begin, int64_t end) {
+void conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
   const int64_t steps = a.kernel_h * a.kernel_w * a.words;
   const int64_t stride = a.pixel_words * kPlanes;
   const Interior rows = interior_rows(a), columns = interior_columns(a);
@@ -140,19 +141,10 @@ void conv_jobs_with(const ConvArgs& a, int64_t begin, int64_t end) {
       for (int64_t block = 0; block < blocks; ++block)
         block_popcounts(steps, pixel, offsets.data(), b.weights + (oc0 / kOcBlock + block) * steps * kOcBlock,
                         branch_lost + block * kOcBlock);
-      for (int i = 0; i < pixels; ++i)
-        if (!rows.contains(oh) || !columns.contains(ow + i))
-          correct_border(b, oh, ow + i, oc0, count, branch_lost + i * kOcChunk);
+      correct_border(b, rows, columns, oh, ow, pixels, oc0, count, branch_lost);
     }
     epilogue<Avx2Vec, Summed>(a, n, oh, ow, pixels, oc0, lost, kLostPerBranch);
   });
-}
-
-void conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
-  if (a.branches > 1)
-    conv_jobs_with<true>(a, begin, end);
-  else
-    conv_jobs_with<false>(a, begin, end);
 }
 
 }  // namespace
@@ -166,7 +158,8 @@ void conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
 
 namespace bidrn {
 const KernelSet& avx2_kernels() {
-  static const KernelSet set{"avx2", kPlanes, pack_rows<Avx2Vec, kPlanes>, conv_jobs};
+  static const KernelSet set{"avx2", kPlanes, pack_rows<Avx2Vec, kPlanes>,
+                                  conv_jobs_by_branches<conv_jobs<false>, conv_jobs<true>>};
   return set;
 }
 }  // namespace bidrn

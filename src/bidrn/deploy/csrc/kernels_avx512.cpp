@@ -91,9 +91,10 @@ inline void single_word_popcounts(const ConvArgs& a, const uint64_t* row_base, i
   }
 }
 
-// Summed: a conv of several branches (ConvArgs::branches); compiled apart from the one-branch loop.
+// Summed: a conv of several branches (ConvArgs::branches); compiled apart from the one-branch loop
+// (conv_jobs_by_branches, tiles.hpp).
 template <bool Summed>
-void conv_jobs_with(const ConvArgs& a, int64_t begin, int64_t end) {
+void conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
   const Interior rows = interior_rows(a), columns = interior_columns(a);
   const bool single_word = a.kernel_h * a.kernel_w == 1 && a.words == 1;
   constexpr int64_t kLostPerBranch = kPixels * kOcChunk;
@@ -109,19 +110,10 @@ void conv_jobs_with(const ConvArgs& a, int64_t begin, int64_t end) {
         single_word_popcounts(b, row_base, ow, pixels, oc0, branch_lost);
       else
         tile_popcounts(b, row_base, ow, pixels, oc0, branch_lost);
-      for (int i = 0; i < pixels; ++i)
-        if (!rows.contains(oh) || !columns.contains(ow + i))
-          correct_border(b, oh, ow + i, oc0, kOcChunk, branch_lost + i * kOcChunk);
+      correct_border(b, rows, columns, oh, ow, pixels, oc0, kOcChunk, branch_lost);
     }
     epilogue<Avx512Vec, Summed>(a, n, oh, ow, pixels, oc0, lost, kLostPerBranch);
   });
-}
-
-void conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
-  if (a.branches > 1)
-    conv_jobs_with<true>(a, begin, end);
-  else
-    conv_jobs_with<false>(a, begin, end);
 }
 
 }  // namespace
@@ -135,7 +127,8 @@ void conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
 
 namespace bidrn {
 const KernelSet& avx512_kernels() {
-  static const KernelSet set{"avx512", 1, pack_rows<Avx512Vec, 1>, conv_jobs};
+  static const KernelSet set{"avx512", 1, pack_rows<Avx512Vec, 1>,
+                                  conv_jobs_by_branches<conv_jobs<false>, conv_jobs<true>>};
   return set;
 }
 }  // namespace bidrn

@@ -63,9 +63,10 @@ inline void block_popcounts(const ConvArgs& a, const uint64_t* const (&pixel)[kP
     }
 }
 
-// Summed: a conv of several branches (ConvArgs::branches); compiled apart from the one-branch loop.
+// Summed: a conv of several branches (ConvArgs::branches); compiled apart from the one-branch loop
+// (conv_jobs_by_branches, tiles.hpp).
 template <bool Summed>
-void conv_jobs_with(const ConvArgs& a, int64_t begin, int64_t end) {
+void conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
   const int64_t taps = a.kernel_h * a.kernel_w;
   const Interior rows = interior_rows(a), columns = interior_columns(a);
   constexpr int64_t kLostPerBranch = kPixels * kOcChunk;
@@ -86,25 +87,17 @@ void conv_jobs_with(const ConvArgs& a, int64_t begin, int64_t end) {
       for (int64_t block = 0; block < blocks; ++block)
         block_popcounts(b, pixel, b.weights + (oc0 / kOcBlock + block) * taps * b.words * kOcBlock,
                         branch_lost + block * kOcBlock);
-      for (int i = 0; i < pixels; ++i)
-        if (!rows.contains(oh) || !columns.contains(ow + i))
-          correct_border(b, oh, ow + i, oc0, blocks * kOcBlock, branch_lost + i * kOcChunk);
+      correct_border(b, rows, columns, oh, ow, pixels, oc0, blocks * kOcBlock, branch_lost);
     }
     epilogue<NeonVec, Summed>(a, n, oh, ow, pixels, oc0, lost, kLostPerBranch);
   });
 }
 
-void conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
-  if (a.branches > 1)
-    conv_jobs_with<true>(a, begin, end);
-  else
-    conv_jobs_with<false>(a, begin, end);
-}
-
 }  // namespace
 
 const KernelSet& neon_kernels() {
-  static const KernelSet set{"neon", 1, pack_rows<NeonVec, 1>, conv_jobs};
+  static const KernelSet set{"neon", 1, pack_rows<NeonVec, 1>,
+                                  conv_jobs_by_branches<conv_jobs<false>, conv_jobs<true>>};
   return set;
 }
 

@@ -20,7 +20,8 @@
 
 namespace bidrn {
 const KernelSet& popcnt_kernels() {
-  static const KernelSet set{"popcnt", 1, pack_rows<ScalarVec, 1>, scalar_conv_jobs};
+  static const KernelSet set{"popcnt", 1, pack_rows<ScalarVec, 1>,
+                                  conv_jobs_by_branches<scalar_conv_jobs<false>, scalar_conv_jobs<true>>};
   return set;
 }
 }  // namespace bidrn

@@ -14,9 +14,10 @@ namespace bidrn {
 namespace {
 
 // One output pixel at a time, all 32 channels of the job: popcounts, then the shared epilogue.
-// Summed: a conv of several branches (ConvArgs::branches); compiled apart from the one-branch loop.
+// Summed: a conv of several branches (ConvArgs::branches); compiled apart from the one-branch loop
+// (conv_jobs_by_branches, tiles.hpp).
 template <bool Summed>
-void scalar_conv_jobs_with(const ConvArgs& a, int64_t begin, int64_t end) {
+void scalar_conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
   const int64_t taps = a.kernel_h * a.kernel_w;
   const Interior rows = interior_rows(a), columns = interior_columns(a);
   const Branches<Summed> branches(a);
@@ -40,17 +41,10 @@ void scalar_conv_jobs_with(const ConvArgs& a, int64_t begin, int64_t end) {
                 branch_lost[block * kOcBlock + k] += 2 * __builtin_popcountll(act[j] ^ w[j * kOcBlock + k]);
           }
         }
-      if (!rows.contains(oh) || !columns.contains(ow)) correct_border(b, oh, ow, oc0, kOcChunk, branch_lost);
+      correct_border(b, rows, columns, oh, ow, 1, oc0, kOcChunk, branch_lost);
     }
     epilogue<ScalarVec, Summed>(a, n, oh, ow, 1, oc0, lost, kOcChunk);
   });
-}
-
-void scalar_conv_jobs(const ConvArgs& a, int64_t begin, int64_t end) {
-  if (a.branches > 1)
-    scalar_conv_jobs_with<true>(a, begin, end);
-  else
-    scalar_conv_jobs_with<false>(a, begin, end);
 }
 
 }  // namespace

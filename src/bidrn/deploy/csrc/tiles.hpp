@@ -67,5 +67,12 @@ class Branches {
   ConvArgs branch_[Sums ? kMaxBranches : 1];
 };
 
+// A kernel set's ConvJobsFn from its conv loop compiled for one branch and for summed branches
+// (ConvArgs::branches), each with the epilogue instantiations of its own (epilogue.hpp).
+template <ConvJobsFn OneBranch, ConvJobsFn Summed>
+void conv_jobs_by_branches(const ConvArgs& a, int64_t begin, int64_t end) {
+  (a.branches > 1 ? Summed : OneBranch)(a, begin, end);
+}
+
 }  // namespace
 }  // namespace bidrn
