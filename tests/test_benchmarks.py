@@ -4,6 +4,8 @@ Benchmarks are not tests (they measure, and take minutes), but a script that no 
 after a protocol was renamed, should fail here rather than in a user's hands.
 """
 
+import platform
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = sorted((Path(__file__).resolve().parents[1] / "benchmarks").glob("*.py"))
+AMX_PROBE = Path(__file__).resolve().parents[1] / "benchmarks" / "amx_binary_conv.cpp"
 
 
 def test_the_benchmarks_folder_is_found():
@@ -23,3 +26,36 @@ def test_benchmark_script_starts(script):
     completed = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert completed.stdout.startswith("usage:")
+
+
+def _cpu_has(flag: str) -> bool:
+    try:
+        return flag in Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(
+    shutil.which("g++") is None or platform.machine() != "x86_64", reason="needs g++ for x86-64"
+)
+def test_amx_probe_builds_and_agrees_with_its_reference(tmp_path):
+    """The AMX probe compiles warning-free; on a CPU with AMX-INT8 its conv equals the scalar reference."""
+    binary = tmp_path / "amx_binary_conv"
+    flags = ["-O2", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-mavx512f", "-mavx512bw", "-mavx512vl"]
+    build = subprocess.run(
+        ["g++", *flags, "-mamx-tile", "-mamx-int8", str(AMX_PROBE), "-o", str(binary)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if build.returncode != 0 and "-mamx" in build.stderr and "unrecognized" in build.stderr:
+        pytest.skip("this g++ has no AMX intrinsics")
+    assert build.returncode == 0, build.stderr[-2000:]
+    refused = subprocess.run([str(binary), "1", "3", "16", "64", "32"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "H even" in refused.stderr  # shapes the probe does not tile
+    if not _cpu_has("amx_int8"):
+        pytest.skip("the CPU has no AMX-INT8 to run the probe on")
+    # two 64-channel chunks, two pixel tiles per row, two 32-channel output blocks
+    run = subprocess.run([str(binary), "2", "4", "32", "128", "64", "3"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "max error 0," in run.stdout
