@@ -8,6 +8,8 @@ helpers only wrap its collectives.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -64,7 +66,21 @@ def init_distributed(device: str | None = None) -> DistributedContext:
         chosen = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        atexit.register(_release_process_groups)
     return DistributedContext(rank=rank, local_rank=local_rank, world_size=world_size, device=chosen)
+
+
+def _release_process_groups() -> None:
+    """Free the process groups that unreachable objects still hold, while the interpreter is alive.
+
+    A DDP model keeps its process group in reference cycles, so a finished run's group would be
+    freed only by the last garbage collection of interpreter shutdown. Its gloo worker threads
+    then need the GIL to drop what they hold, and a thread that asks for it during shutdown is
+    ended by the interpreter, which aborts the process (SIGABRT: "terminate called without an
+    active exception") after the run succeeded: 1 run in 8-12 of two CPU processes, measured.
+    Collected here, at exit but before shutdown, the threads finish normally.
+    """
+    gc.collect()
 
 
 def shutdown_distributed() -> None:
