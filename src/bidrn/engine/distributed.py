@@ -77,7 +77,7 @@ def _release_process_groups() -> None:
     freed only by the last garbage collection of interpreter shutdown. Its gloo worker threads
     then need the GIL to drop what they hold, and a thread that asks for it during shutdown is
     ended by the interpreter, which aborts the process (SIGABRT: "terminate called without an
-    active exception") after the run succeeded: 1 run in 8-12 of two CPU processes, measured.
+    active exception") after the run succeeded: 1 run in 3 to 12 of two CPU processes, measured.
     Collected here, at exit but before shutdown, the threads finish normally.
     """
     gc.collect()
