@@ -88,6 +88,42 @@ enum PostOpFlag : unsigned {
   kDynamic = 128
 };
 
+// One conv's (or branch's) per-channel epilogue terms for `width` channels from `offset` of its
+// vectors, the multiplier times the sample's scale; the terms of post-ops that are off are neutral.
+template <class V>
+struct ChannelTerms {
+  typename V::F multiplier, addend, slope, post_scale, post_shift;
+};
+
+template <class V>
+BIDRN_ALWAYS_INLINE ChannelTerms<V> channel_terms(const ConvArgs& a, const RowPostOps& p, int64_t offset,
+                                                  int width, typename V::F scale, bool slope_on, bool scale_on) {
+  return {V::mul(V::load_n(a.multiplier + offset, width), scale), V::load_n(a.addend + offset, width),
+          slope_on ? V::load_n(p.slope + offset, width) : V::set1(0.0f),
+          scale_on ? V::load_n(p.scale + offset, width) : V::set1(1.0f),
+          scale_on ? V::load_n(p.shift + offset, width) : V::set1(0.0f)};
+}
+
+// One output pixel's `width` channels of one conv (or branch) through its multiply-add, PReLU,
+// residual (read from `residual`, the branch's channels) and BatchNorm multiply-add: what one
+// conv and summed branches share before the accumulation and the clamp.
+template <class V>
+BIDRN_ALWAYS_INLINE typename V::F branch_value(const ChannelTerms<V>& t, typename V::F full, const int32_t* lost,
+                                               const RowPostOps& p, const float* residual, int64_t oh, int64_t ow,
+                                               int64_t res_oc, int width, bool slope_on, bool residual_on,
+                                               bool pool_on, bool scale_on) {
+  typename V::F y = V::fmadd(V::sub(full, V::load_int_n(lost, width)), t.multiplier, t.addend);
+  if (slope_on) y = V::prelu(y, t.slope);
+  if (residual_on) {
+    if (pool_on)
+      y = V::add(y, pooled_residual<V>(p, residual, oh, ow, res_oc, width));
+    else
+      y = V::add(y, V::load_n(residual + res_oc + oh * p.res_stride_h + ow * p.res_stride_w, width));
+  }
+  if (scale_on) y = V::fmadd(y, t.post_scale, t.post_shift);
+  return y;
+}
+
 template <class V, unsigned Ops>
 inline void epilogue_with(const ConvArgs& a, const RowPostOps& p, unsigned mask, int64_t n, int64_t oh,
                           int64_t ow0, int pixels, int64_t oc0, const int32_t* lost, int64_t lost_per_branch) {
@@ -101,8 +137,6 @@ inline void epilogue_with(const ConvArgs& a, const RowPostOps& p, unsigned mask,
   const F lower = V::set1(p.clamp_lo), upper = V::set1(p.clamp_hi);
   const int64_t out_stride_w = a.out_stride_w;
   float* const out_row = a.out + n * a.out_stride_n + oh * a.out_stride_h + ow0 * out_stride_w;
-  const float* const multipliers = a.multiplier;
-  const float* const addends = a.addend;
   const int64_t res_oc0 = p.res_channels ? oc0 % p.res_channels : oc0;  // a chunk never wraps
   for (int c = 0; c < count; c += V::kWidth) {
     const int width = std::min(V::kWidth, count - c);
@@ -115,28 +149,17 @@ inline void epilogue_with(const ConvArgs& a, const RowPostOps& p, unsigned mask,
     if constexpr ((Ops & kBranches) == 0) {
       // One branch, without the loop over branches below: compiled with it, for one branch, a
       // 1x1 conv took 1.06x the instructions (AVX2, callgrind); with the two sharing the body as a
-      // lambda, 1.11-1.15x (GCC drops the unroll pragma inside lambdas). Hence two copies.
-      const F multiplier = V::mul(V::load_n(multipliers + oc, width), scale);
-      const F addend = V::load_n(addends + oc, width);
-      const F slope = slope_on ? V::load_n(p.slope + oc, width) : V::set1(0.0f);
-      const F post_scale = scale_on ? V::load_n(p.scale + oc, width) : V::set1(1.0f);
-      const F post_shift = scale_on ? V::load_n(p.shift + oc, width) : V::set1(0.0f);
+      // lambda, 1.11-1.15x (GCC drops the unroll pragma inside lambdas). Hence two pixel loops,
+      // sharing their arithmetic as always-inlined functions (channel_terms, branch_value).
+      const ChannelTerms<V> terms = channel_terms<V>(a, p, oc, width, scale, slope_on, scale_on);
       BIDRN_UNROLL
       for (int i = 0; i < kMaxTilePixels && i < pixels; ++i) {
         const int64_t ahead = ow0 + i + kPrefetchPixels;
         if (earlier_on) prefetch_at<0>(p.earlier, ahead * p.acc_stride_w + oc);
         if (residual_on && !pool_on) prefetch_at<0>(p.residual, res_oc + oh * p.res_stride_h + ahead * p.res_stride_w);
         prefetch_at<1>(out_row, (i + kPrefetchPixels) * out_stride_w + oc);
-        const F value = V::sub(full, V::load_int_n(lost + i * kOcChunk + c, width));
-        F y = V::fmadd(value, multiplier, addend);
-        if (slope_on) y = V::prelu(y, slope);
-        if (residual_on) {
-          if (pool_on)
-            y = V::add(y, pooled_residual<V>(p, p.residual, oh, ow0 + i, res_oc, width));
-          else
-            y = V::add(y, V::load_n(p.residual + res_oc + oh * p.res_stride_h + (ow0 + i) * p.res_stride_w, width));
-        }
-        if (scale_on) y = V::fmadd(y, post_scale, post_shift);
+        F y = branch_value<V>(terms, full, lost + i * kOcChunk + c, p, p.residual, oh, ow0 + i, res_oc, width,
+                              slope_on, residual_on, pool_on, scale_on);
         if (earlier_on) y = V::add(y, V::load_n(p.earlier + (ow0 + i) * p.acc_stride_w + oc, width));
         if (clamp_on) y = V::min(V::max(y, lower), upper);
         results[i] = y;
@@ -147,27 +170,15 @@ inline void epilogue_with(const ConvArgs& a, const RowPostOps& p, unsigned mask,
         const int64_t v = g * a.out_channels_padded + oc;  // branch g's per-channel vectors
         const float* const residual = residual_on ? p.residual + g * p.branch_residual : nullptr;
         const int32_t* const branch_lost = lost + g * lost_per_branch;
-        const F multiplier = V::mul(V::load_n(multipliers + v, width), scale);
-        const F addend = V::load_n(addends + v, width);
-        const F slope = slope_on ? V::load_n(p.slope + v, width) : V::set1(0.0f);
-        const F post_scale = scale_on ? V::load_n(p.scale + v, width) : V::set1(1.0f);
-        const F post_shift = scale_on ? V::load_n(p.shift + v, width) : V::set1(0.0f);
+        const ChannelTerms<V> terms = channel_terms<V>(a, p, v, width, scale, slope_on, scale_on);
         BIDRN_UNROLL
         for (int i = 0; i < kMaxTilePixels && i < pixels; ++i) {
           const int64_t ahead = ow0 + i + kPrefetchPixels;
           if (earlier_on && g == 0) prefetch_at<0>(p.earlier, ahead * p.acc_stride_w + oc);
           if (residual_on && !pool_on) prefetch_at<0>(residual, res_oc + oh * p.res_stride_h + ahead * p.res_stride_w);
           if (g == 0) prefetch_at<1>(out_row, (i + kPrefetchPixels) * out_stride_w + oc);
-          const F value = V::sub(full, V::load_int_n(branch_lost + i * kOcChunk + c, width));
-          F y = V::fmadd(value, multiplier, addend);
-          if (slope_on) y = V::prelu(y, slope);
-          if (residual_on) {
-            if (pool_on)
-              y = V::add(y, pooled_residual<V>(p, residual, oh, ow0 + i, res_oc, width));
-            else
-              y = V::add(y, V::load_n(residual + res_oc + oh * p.res_stride_h + (ow0 + i) * p.res_stride_w, width));
-          }
-          if (scale_on) y = V::fmadd(y, post_scale, post_shift);
+          F y = branch_value<V>(terms, full, branch_lost + i * kOcChunk + c, p, residual, oh, ow0 + i, res_oc, width,
+                                slope_on, residual_on, pool_on, scale_on);
           if (g > 0)
             y = V::add(y, results[i]);
           else if (earlier_on)
@@ -189,7 +200,7 @@ inline void epilogue_with(const ConvArgs& a, const RowPostOps& p, unsigned mask,
 // Picks the instantiation of epilogue_with for the conv's post-ops: none (a plain conv), the fused
 // units' RPReLU + residual + BatchNorm with or without pooling, accumulation and clamp, or the
 // dynamic one. Summed (ConvArgs::branches > 1) has instantiations of its own, compiled into conv
-// loops of their own (the kernel sets' conv_jobs_with<true>): in one loop with those of one branch,
+// loops of their own (the kernel sets' conv_jobs<true>): in one loop with those of one branch,
 // the 3x3 and Fusion Up units of one branch ran 1.02-1.15x as long.
 template <class V, bool Summed>
 inline void epilogue(const ConvArgs& a, int64_t n, int64_t oh, int64_t ow0, int pixels, int64_t oc0,

@@ -41,7 +41,7 @@ BIDRN_ALWAYS_INLINE void for_each_tile(const ConvArgs& a, int64_t begin, int64_t
 
 // The branches of a conv (ConvArgs::branches) as convs of their own for the popcount loops: their
 // weights, tap sums and first word. The epilogue reads the rest by branch (epilogue.hpp). Sums:
-// whether the conv has several (the kernel sets' conv_jobs_with<true>); otherwise the conv is its
+// whether the conv has several (the kernel sets' conv_jobs<true>); otherwise the conv is its
 // own one branch, so the loops over branches are those of one conv, with no copy.
 template <bool Sums>
 class Branches {
